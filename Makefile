@@ -1,0 +1,37 @@
+# The two commands of the README: `make serve` and `make test`.
+# Both create .venv on first use and install what they need into it.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: serve test lint typecheck pytest clean
+
+$(VENV)/.base: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.base pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+serve: $(VENV)/.base
+	$(VENV)/bin/reactor serve --host $(HOST) --port $(PORT)
+
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check reactor tests tools docs/examples
+	$(VENV)/bin/ruff format --check reactor tests tools docs/examples
+
+typecheck: $(VENV)/.test
+	$(VENV)/bin/mypy --strict reactor
+
+pytest: $(VENV)/.test
+	$(PY) -m pytest -q
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

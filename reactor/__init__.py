@@ -1,0 +1,53 @@
+"""reactor: a pure-Python, single-threaded, selectors-based HTTP/1.1 server with Go-style
+connection hijacking.
+
+The public API lives here; everything else is internal. See docs/ and README.md.
+"""
+
+from .buffers import BufferPair, Reader, Writer
+from .config import Limits, ServerConfig
+from .errors import (
+    BrokenConnectionError,
+    ConnectionClosedError,
+    HijackedError,
+    LimitExceeded,
+    LoopClosedError,
+    ProtocolError,
+    ReactorError,
+)
+from .http.headers import Headers
+from .http.state import HookState
+from .loop import CancelledError, Future, SelectorLoop, Task, TimerHandle
+from .request import Body, Request, StreamingBody
+from .response import ResponseWriter
+from .run import serve
+from .server import Server, streaming
+
+__all__ = [
+    "Body",
+    "BrokenConnectionError",
+    "BufferPair",
+    "CancelledError",
+    "ConnectionClosedError",
+    "Future",
+    "Headers",
+    "HijackedError",
+    "HookState",
+    "LimitExceeded",
+    "Limits",
+    "LoopClosedError",
+    "ProtocolError",
+    "ReactorError",
+    "Reader",
+    "Request",
+    "ResponseWriter",
+    "SelectorLoop",
+    "Server",
+    "ServerConfig",
+    "StreamingBody",
+    "Task",
+    "TimerHandle",
+    "Writer",
+    "serve",
+    "streaming",
+]

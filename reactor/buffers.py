@@ -1,0 +1,233 @@
+"""The buffer pair: one Reader and one Writer over one socket.
+
+Owns the bytes a connection has received but not consumed (Reader) and the bytes it has
+produced but the kernel has not taken (Writer). The server uses these very objects while it
+serves the connection; a hijack hands them over as they are (HIJACK-SPEC B3, B5, B7). Neither
+object references the connection, the request or the server: only the socket and the bytes.
+That is what lets a hijacked connection be freed by reference counting the moment its handler
+returns, with no ``releaseConn`` step as in Go. Tests: tests/test_buffers.py,
+tests/integration/test_hijack.py.
+
+After a hijack the methods below work in the socket's current mode: blocking (then ``read``
+waits like ``socket.recv``) or non-blocking (then a read with nothing held and nothing on the
+socket raises ``BlockingIOError``, and ``flush`` sends what the kernel takes and raises
+``BlockingIOError`` for the rest, which stays buffered).
+"""
+
+from __future__ import annotations
+
+import socket
+
+__all__ = ["BufferPair", "Reader", "Writer"]
+
+# One recv() asks for this much; CPython allocates it and shrinks the result to what came.
+RECV_SIZE = 65536
+# Consumed bytes at the front of the buffer are dropped (one memmove) past this size, or when
+# they are most of the buffer; below it, moving an offset is cheaper.
+_COMPACT_AT = 64 * 1024
+
+
+class Reader:
+    """Bytes received and not yet consumed, then the socket."""
+
+    __slots__ = ("__weakref__", "_buf", "_pos", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        # ``bytes`` while it holds one recv() result untouched (no copy), ``bytearray`` once
+        # a second one is appended.
+        self._buf: bytes | bytearray = b""
+        self._pos = 0
+
+    # -- used by the server (and by Stream) -----------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        buf = self._buf
+        if self._pos >= len(buf):
+            self._buf = data
+            self._pos = 0
+        elif type(buf) is bytes:
+            merged = bytearray(memoryview(buf)[self._pos :])
+            merged += data
+            self._buf = merged
+            self._pos = 0
+        else:
+            buf += data  # bytearray: extended in place
+
+    def _consume(self, n: int) -> None:
+        pos = self._pos + n
+        buf = self._buf
+        size = len(buf)
+        if pos >= size:
+            self._buf = b""
+            self._pos = 0
+        elif pos > _COMPACT_AT and pos * 2 > size:
+            self._buf = bytearray(memoryview(buf)[pos:])
+            self._pos = 0
+        else:
+            self._pos = pos
+
+    def _take(self, n: int) -> bytes:
+        """Consume and return up to ``n`` held bytes (``n < 0``: all of them)."""
+        pos = self._pos
+        buf = self._buf
+        size = len(buf)
+        if n < 0 or pos + n >= size:
+            data = bytes(buf) if pos == 0 and type(buf) is bytes else bytes(buf[pos:])
+            self._buf = b""
+            self._pos = 0
+            return data
+        data = bytes(buf[pos : pos + n])
+        self._consume(n)
+        return data
+
+    def _recv(self, size: int = RECV_SIZE) -> bytes:
+        return self._sock.recv(size)
+
+    # -- the public reader API --------------------------------------------------------------
+
+    def buffered(self) -> int:
+        """How many received bytes are held and not yet read."""
+        return len(self._buf) - self._pos
+
+    def peek(self, n: int = 1) -> bytes:
+        """Up to ``n`` bytes without consuming them. With fewer than ``n`` held, one socket
+        read tops the buffer up (in non-blocking mode only if data is there)."""
+        if self.buffered() < n:
+            try:
+                data = self._recv(max(n - self.buffered(), RECV_SIZE))
+            except BlockingIOError:
+                data = b""
+            if data:
+                self._feed(data)
+        return bytes(self._buf[self._pos : self._pos + n])
+
+    def read(self, n: int = -1) -> bytes:
+        """Read up to ``n`` bytes: held bytes first (without touching the socket), else one
+        socket read (``b""`` at EOF). ``n < 0`` reads to EOF (in non-blocking mode: until the
+        socket has nothing more)."""
+        if n == 0:
+            return b""
+        if n > 0:
+            if self._pos < len(self._buf):
+                return self._take(n)
+            return self._recv(n)
+        parts = [self._take(-1)] if self.buffered() else []
+        got_any = bool(parts)
+        while True:
+            try:
+                data = self._recv()
+            except BlockingIOError:
+                if not got_any:
+                    raise
+                break
+            if not data:
+                break
+            got_any = True
+            parts.append(data)
+        return b"".join(parts)
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        """Fill ``b`` from held bytes, or with one socket read when none are held."""
+        view = memoryview(b).cast("B")
+        if self._pos < len(self._buf):
+            data = self._take(len(view))
+            view[: len(data)] = data
+            return len(data)
+        return self._sock.recv_into(view)
+
+    def readline(self, limit: int = -1) -> bytes:
+        """Read through the next ``\\n`` (included), at most ``limit`` bytes when ``limit``
+        is positive, or to EOF. Non-blocking with no complete line and nothing more on the
+        socket: returns the partial line if one is held, else raises BlockingIOError."""
+        while True:
+            buf = self._buf
+            end = len(buf) if limit < 0 else min(len(buf), self._pos + limit)
+            nl = buf.find(b"\n", self._pos, end)
+            if nl >= 0:
+                return self._take(nl + 1 - self._pos)
+            if limit >= 0 and self.buffered() >= limit:
+                return self._take(limit)
+            try:
+                data = self._recv()
+            except BlockingIOError:
+                if self.buffered():
+                    return self._take(-1)
+                raise
+            if not data:
+                return self._take(-1)
+            self._feed(data)
+
+    def __repr__(self) -> str:
+        return f"<Reader fd={self._sock.fileno()} buffered={self.buffered()}>"
+
+
+class Writer:
+    """Bytes produced and not yet taken by the kernel, then the socket."""
+
+    __slots__ = ("__weakref__", "_buf", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = bytearray()
+
+    def buffered(self) -> int:
+        """How many written bytes wait to be sent."""
+        return len(self._buf)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Buffer ``data``; nothing is sent before ``flush()``."""
+        self._buf += data
+        return len(data)
+
+    def _send_some(self) -> int:
+        """Send what the kernel takes without blocking; return how many bytes remain.
+        OSError other than BlockingIOError propagates (the peer is gone)."""
+        buf = self._buf
+        if not buf:
+            return 0
+        try:
+            sent = self._sock.send(buf)
+        except BlockingIOError:
+            return len(buf)
+        if sent >= len(buf):
+            self._buf = bytearray()
+            return 0
+        del buf[:sent]
+        return len(buf)
+
+    def flush(self) -> None:
+        """Send every buffered byte. Blocking socket: waits until all are sent. Non-blocking:
+        sends what the kernel takes; if bytes remain, raises BlockingIOError (they stay
+        buffered; call ``flush()`` again when the socket is writable)."""
+        if not self._buf:
+            return
+        if self._sock.gettimeout() != 0.0:  # blocking, or blocking with a timeout
+            buf, self._buf = self._buf, bytearray()
+            self._sock.sendall(buf)
+            return
+        while self._buf:
+            before = len(self._buf)
+            remaining = self._send_some()
+            if remaining and remaining == before:
+                raise BlockingIOError(f"{remaining} bytes still buffered; the socket is full")
+
+    def __repr__(self) -> str:
+        return f"<Writer fd={self._sock.fileno()} buffered={self.buffered()}>"
+
+
+class BufferPair:
+    """What ``hijack()`` returns beside the socket: the connection's own reader and writer."""
+
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, reader: Reader, writer: Writer) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        yield self.reader
+        yield self.writer
+
+    def __repr__(self) -> str:
+        return f"<BufferPair {self.reader!r} {self.writer!r}>"

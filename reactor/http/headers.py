@@ -1,0 +1,122 @@
+"""Headers: a case-insensitive multi-map that keeps the received order.
+
+Used for request headers (built by the parser) and response headers (filled by the handler).
+Names and values are ``str`` (latin-1, as received on the wire). Sans-IO.
+Tests: tests/http/test_headers.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+__all__ = ["Headers"]
+
+
+class Headers:
+    """Ordered ``(name, value)`` pairs with case-insensitive look-up.
+
+    ``get`` returns the first value, ``get_all`` every value in order; iterating yields the
+    pairs with the names as they were received or set.
+    """
+
+    __slots__ = ("_index", "_items")
+
+    def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str]] = list(items) if items is not None else []
+        self._index: dict[str, list[str]] | None = None
+
+    @classmethod
+    def _from_list(cls, items: list[tuple[str, str]]) -> Headers:
+        """Adopt ``items`` without copying (the parser's list)."""
+        headers = cls.__new__(cls)
+        headers._items = items
+        headers._index = None
+        return headers
+
+    def _build_index(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = {}
+        for name, value in self._items:
+            key = name.lower()
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                values.append(value)
+        self._index = index
+        return index
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        index = self._index if self._index is not None else self._build_index()
+        values = index.get(name.lower())
+        return values[0] if values else default
+
+    def get_all(self, name: str) -> list[str]:
+        index = self._index if self._index is not None else self._build_index()
+        return list(index.get(name.lower(), ()))
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        index = self._index if self._index is not None else self._build_index()
+        return name.lower() in index
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return self._items == other._items
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- mutation (response headers) ----------------------------------------------------
+
+    def add(self, name: str, value: str) -> None:
+        """Append a field, keeping any existing ones of the same name."""
+        self._items.append((name, value))
+        if self._index is not None:
+            self._index.setdefault(name.lower(), []).append(value)
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every field of this name with one."""
+        self.remove(name)
+        self.add(name, value)
+
+    __setitem__ = set
+
+    def remove(self, name: str) -> None:
+        key = name.lower()
+        if self._items and any(n.lower() == key for n, _ in self._items):
+            self._items = [(n, v) for n, v in self._items if n.lower() != key]
+            self._index = None
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self.remove(name)
+
+    def setdefault(self, name: str, value: str) -> str:
+        current = self.get(name)
+        if current is None:
+            self.add(name, value)
+            return value
+        return current
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"

@@ -1,0 +1,434 @@
+"""The incremental HTTP/1.1 request parser (RFC 9112, RFC 9110). Sans-IO.
+
+Owns: finding the end of a request head without rescanning, parsing and validating the request
+line and header fields, deciding the body framing once (RFC 9112 section 6.3), and decoding
+chunked bodies. It reads from a buffer it is given and returns offsets; it never touches a
+socket, a selector or the loop (tests/http/test_sans_io.py checks the imports). Tests:
+tests/http/test_parser.py, test_parser_hypothesis.py, test_h11_differential.py.
+
+Errors are ProtocolError / LimitExceeded carrying the status to answer with.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from ..errors import LimitExceeded, ProtocolError
+from .headers import Headers
+from .limits import Limits
+
+__all__ = [
+    "BODY_CHUNKED",
+    "BODY_LENGTH",
+    "BODY_NONE",
+    "ChunkedDecoder",
+    "RequestHead",
+    "RequestParser",
+]
+
+# Body framing, decided once per request.
+BODY_NONE: Final = 0
+BODY_LENGTH: Final = 1
+BODY_CHUNKED: Final = 2
+
+# RFC 9110 5.6.2: token = 1*tchar.
+_TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_METHOD_RE = re.compile(rb"[" + _TCHAR + rb"]+")
+# request-line = method SP request-target SP HTTP-version (RFC 9112 3). The target is
+# visible ASCII (no spaces, no controls, no obs-text), like h11's.
+_REQUEST_LINE_RE = re.compile(rb"([^ ]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+_VERSION_LIKE_RE = re.compile(rb"[^ ]+ [^ ]+ HTTP/[0-9]+\.[0-9]+")
+# field-line = field-name ":" OWS field-value OWS (RFC 9112 5); field-value characters are
+# VCHAR, obs-text, SP and HTAB (RFC 9110 5.5).
+_FIELD_RE = re.compile(
+    rb"([" + _TCHAR + rb"]+):[ \t]*((?:[\x21-\x7e\x80-\xff](?:[ \t]*[\x21-\x7e\x80-\xff])*)?)[ \t]*"
+)
+_CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;.*)?")
+_CHUNK_EXT_RE = re.compile(
+    rb"(?:[ \t]*;[ \t]*["
+    + _TCHAR
+    + rb"]+(?:[ \t]*=[ \t]*(?:["
+    + _TCHAR
+    + rb"]+|\"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*\"))?)*[ \t]*"
+)
+_DIGITS_RE = re.compile(rb"[0-9]+")
+_AUTHORITY_RE = re.compile(rb"[^/?#@\s]+:[0-9]+")
+_ABSOLUTE_RE = re.compile(rb"[A-Za-z][A-Za-z0-9+\-.]*://[^/?#\s]*[\x21-\x7e]*")
+
+
+class RequestHead:
+    """A parsed request head: the line, the fields, and the framing decided from them."""
+
+    __slots__ = (
+        "body_framing",
+        "content_length",
+        "expect",
+        "headers",
+        "keep_alive",
+        "method",
+        "target",
+        "upgrade",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        version: str,
+        headers: Headers,
+        body_framing: int,
+        content_length: int,
+        keep_alive: bool,
+        expect: str | None,
+        upgrade: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.body_framing = body_framing
+        self.content_length = content_length
+        self.keep_alive = keep_alive
+        self.expect = expect
+        self.upgrade = upgrade
+
+    def __repr__(self) -> str:
+        return f"<RequestHead {self.method} {self.target} {self.version}>"
+
+
+def _tokens(value: str) -> list[str]:
+    return [part.strip().lower() for part in value.split(",") if part.strip()]
+
+
+class RequestParser:
+    """Finds and parses one request head at a time from a growing buffer.
+
+    ``parse(buf, start)`` looks for a complete head beginning at ``start``. It returns
+    ``(head, end)`` where ``end`` is the offset just after the head, or ``None`` when more
+    bytes are needed. It remembers how far it searched, so feeding a head one byte at a time
+    costs linear time; ``reset()`` (or a successful parse) forgets it for the next head.
+    """
+
+    __slots__ = ("_limits", "_scan", "_start")
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self._limits = limits if limits is not None else Limits()
+        self._scan = 0
+        self._start = -1
+
+    def reset(self) -> None:
+        self._scan = 0
+        self._start = -1
+
+    def parse(self, buf: bytes | bytearray, start: int = 0) -> tuple[RequestHead, int] | None:
+        limits = self._limits
+        end_of_buf = len(buf)
+        # RFC 9112 2.2: a server SHOULD ignore at least one empty line (CRLF) received
+        # before the request-line.
+        while start < end_of_buf and buf[start] in (13, 10):
+            if buf[start] == 13:
+                if start + 1 >= end_of_buf:
+                    return None
+                if buf[start + 1] != 10:
+                    raise ProtocolError("bare CR before the request line")
+                start += 2
+            else:
+                start += 1
+        if start >= end_of_buf:
+            return None
+        if self._start != start:
+            self._start = start
+            self._scan = start
+        scan_from = self._scan
+        # The head ends at the first empty line: "\n\r\n" or "\n\n" (a bare LF line ending is
+        # accepted, RFC 9112 2.2 MAY). Search only the bytes not searched before.
+        crlf = buf.find(b"\n\r\n", scan_from)
+        lf = buf.find(b"\n\n", scan_from, crlf if crlf >= 0 else end_of_buf)
+        if lf >= 0:
+            head_end, after = lf, lf + 2
+        elif crlf >= 0:
+            head_end, after = crlf, crlf + 3
+        else:
+            held = end_of_buf - start
+            if held > limits.max_request_line and buf.find(b"\n", start, end_of_buf) < 0:
+                raise LimitExceeded(
+                    f"request line exceeds {limits.max_request_line} bytes", status=414
+                )
+            if held > limits.max_head_bytes:
+                raise LimitExceeded(
+                    f"request head exceeds {limits.max_head_bytes} bytes", status=431
+                )
+            self._scan = max(start, end_of_buf - 2)
+            return None
+        if after - start > limits.max_head_bytes:
+            raise LimitExceeded(f"request head exceeds {limits.max_head_bytes} bytes", status=431)
+        self._scan = 0
+        self._start = -1
+        head = self._parse_head(bytes(buf[start:head_end]))
+        return head, after
+
+    def _parse_head(self, block: bytes) -> RequestHead:
+        limits = self._limits
+        lines = block.split(b"\n")
+        line = lines[0]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > limits.max_request_line:
+            raise LimitExceeded(f"request line exceeds {limits.max_request_line} bytes", status=414)
+        match = _REQUEST_LINE_RE.fullmatch(line)
+        if match is None:
+            if _VERSION_LIKE_RE.fullmatch(line) and not line.endswith((b"HTTP/1.1", b"HTTP/1.0")):
+                raise ProtocolError(f"unsupported HTTP version in {_show(line)}", status=505)
+            raise ProtocolError(f"malformed request line {_show(line)}")
+        method_b, target_b, major, minor = match.groups()
+        if _METHOD_RE.fullmatch(method_b) is None:
+            raise ProtocolError(f"invalid method {_show(method_b)}")
+        if major != b"1" or minor not in (b"0", b"1"):
+            raise ProtocolError(
+                f"unsupported HTTP version {(major + b'.' + minor).decode()}", status=505
+            )
+        version = "HTTP/1.1" if minor == b"1" else "HTTP/1.0"
+        method = method_b.decode("ascii")
+        _check_target(method_b, target_b)
+
+        count = len(lines) - 1
+        if count > limits.max_header_count:
+            raise LimitExceeded(
+                f"{count} header fields exceed the limit of {limits.max_header_count}", status=431
+            )
+        items: list[tuple[str, str]] = []
+        content_length: int | None = None
+        transfer_encoding: list[str] | None = None
+        hosts = 0
+        connection_tokens: list[str] = []
+        expect: str | None = None
+        upgrade = False
+        field_re = _FIELD_RE.fullmatch
+        for raw in lines[1:]:
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            m = field_re(raw)
+            if m is None:
+                if raw[:1] in (b" ", b"\t"):
+                    raise ProtocolError("obsolete line folding in header field")
+                if b":" in raw and raw.split(b":", 1)[0].rstrip(b" \t") != raw.split(b":", 1)[0]:
+                    raise ProtocolError(f"whitespace before the colon in header field {_show(raw)}")
+                raise ProtocolError(f"invalid header field {_show(raw)}")
+            name_b, value_b = m.groups()
+            name = name_b.decode("ascii")
+            value = value_b.decode("latin-1")
+            items.append((name, value))
+            lname = name.lower()
+            if lname == "content-length":
+                for part in value.split(","):
+                    part = part.strip()
+                    if not _DIGITS_RE.fullmatch(part.encode("latin-1")):
+                        raise ProtocolError(f"invalid Content-Length {value!r}")
+                    if len(part) > 18:
+                        raise LimitExceeded(f"Content-Length {part} is too large", status=413)
+                    length = int(part)
+                    if content_length is not None and content_length != length:
+                        raise ProtocolError(
+                            f"conflicting Content-Length values {content_length} and {length}"
+                        )
+                    content_length = length
+            elif lname == "transfer-encoding":
+                if transfer_encoding is None:
+                    transfer_encoding = []
+                transfer_encoding.extend(_tokens(value))
+            elif lname == "host":
+                hosts += 1
+            elif lname == "connection":
+                connection_tokens.extend(_tokens(value))
+            elif lname == "expect":
+                expect = value.strip().lower()
+            elif lname == "upgrade":
+                upgrade = True
+
+        if version == "HTTP/1.1" and hosts != 1:
+            raise ProtocolError(
+                "missing required Host header" if hosts == 0 else f"{hosts} Host headers, want one"
+            )
+        if hosts > 1:
+            raise ProtocolError(f"{hosts} Host headers, want at most one")
+
+        framing = BODY_NONE
+        length = 0
+        if transfer_encoding is not None:
+            if version == "HTTP/1.0":
+                raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
+            if content_length is not None:
+                raise ProtocolError("both Transfer-Encoding and Content-Length")
+            if transfer_encoding != ["chunked"]:
+                if "chunked" in transfer_encoding:
+                    codings = ", ".join(transfer_encoding)
+                    raise ProtocolError(f"Transfer-Encoding {codings!r} must end in one chunked")
+                raise ProtocolError(
+                    f"unsupported Transfer-Encoding {', '.join(transfer_encoding)!r}", status=501
+                )
+            framing = BODY_CHUNKED
+        elif content_length is not None:
+            if limits.max_body_size and content_length > limits.max_body_size:
+                raise LimitExceeded(
+                    f"Content-Length {content_length} exceeds the body limit of "
+                    f"{limits.max_body_size} bytes",
+                    status=413,
+                )
+            if content_length:
+                framing = BODY_LENGTH
+                length = content_length
+
+        if version == "HTTP/1.1":
+            keep_alive = "close" not in connection_tokens
+        else:
+            keep_alive = "keep-alive" in connection_tokens and "close" not in connection_tokens
+        return RequestHead(
+            method,
+            target_b.decode("ascii"),
+            version,
+            Headers._from_list(items),
+            framing,
+            length,
+            keep_alive,
+            expect,
+            upgrade and "upgrade" in connection_tokens,
+        )
+
+
+def _check_target(method: bytes, target: bytes) -> None:
+    """RFC 9112 3.2: origin-form, absolute-form, authority-form (CONNECT only) or
+    asterisk-form (OPTIONS only)."""
+    if method == b"CONNECT":
+        if _AUTHORITY_RE.fullmatch(target) is None:
+            raise ProtocolError(f"CONNECT needs an authority-form target, got {_show(target)}")
+        return
+    if target[:1] == b"/":
+        return
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise ProtocolError("asterisk-form target is only allowed with OPTIONS")
+        return
+    if _ABSOLUTE_RE.fullmatch(target) is None:
+        raise ProtocolError(f"invalid request target {_show(target)}")
+
+
+def _show(raw: bytes, limit: int = 60) -> str:
+    text = repr(raw[:limit])[2:-1]
+    return text + ("..." if len(raw) > limit else "")
+
+
+# Chunked decoding states.
+_SIZE: Final = 0
+_DATA: Final = 1
+_DATA_END: Final = 2
+_TRAILER: Final = 3
+_DONE: Final = 4
+
+
+class ChunkedDecoder:
+    """Incremental chunked-body decoder (RFC 9112 7.1).
+
+    ``feed(buf, pos, end, out, max_out)`` consumes from ``buf[pos:end]`` and returns the new
+    position; decoded data is appended to ``out`` (a list of bytes) when ``out`` is given, or
+    only counted when it is None (the scanner that tells whether a whole body has arrived).
+    ``done`` is true once the last chunk and the trailer section were consumed; ``trailers``
+    then holds the trailer fields.
+    """
+
+    __slots__ = ("_limits", "_remaining", "_state", "_trailer_count", "decoded", "trailers")
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self._limits = limits if limits is not None else Limits()
+        self._state = _SIZE
+        self._remaining = 0
+        self._trailer_count = 0
+        self.decoded = 0
+        self.trailers: list[tuple[str, str]] = []
+
+    @property
+    def done(self) -> bool:
+        return self._state == _DONE
+
+    def feed(
+        self,
+        buf: bytes | bytearray,
+        pos: int,
+        end: int,
+        out: list[bytes] | None = None,
+        max_out: int = -1,
+    ) -> int:
+        limits = self._limits
+        while pos < end:
+            state = self._state
+            if state == _DATA:
+                take = min(self._remaining, end - pos)
+                if out is not None:
+                    if max_out == 0:
+                        return pos
+                    if 0 < max_out < take:
+                        take = max_out
+                    out.append(bytes(buf[pos : pos + take]))
+                    max_out -= take
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._state = _DATA_END
+                continue
+            nl = buf.find(b"\n", pos, end)
+            if state == _DATA_END:
+                if nl < 0:
+                    if end - pos >= 2:
+                        raise ProtocolError("chunk data not followed by CRLF")
+                    return pos
+                line = bytes(buf[pos:nl])
+                if line not in (b"", b"\r"):
+                    raise ProtocolError("chunk data not followed by CRLF")
+                pos = nl + 1
+                self._state = _SIZE
+                continue
+            if nl < 0:
+                if end - pos > limits.max_chunk_line:
+                    what = "chunk-size line" if state == _SIZE else "trailer field"
+                    raise ProtocolError(f"{what} exceeds {limits.max_chunk_line} bytes")
+                return pos
+            line = bytes(buf[pos:nl])
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if nl - pos > limits.max_chunk_line:
+                raise ProtocolError(f"line exceeds {limits.max_chunk_line} bytes")
+            pos = nl + 1
+            if state == _SIZE:
+                m = _CHUNK_SIZE_RE.fullmatch(line)
+                if m is None:
+                    raise ProtocolError(f"invalid chunk size line {_show(line)}")
+                ext = m.group(2)
+                if ext is not None and _CHUNK_EXT_RE.fullmatch(ext) is None:
+                    raise ProtocolError(f"invalid chunk extension {_show(ext)}")
+                size = int(m.group(1), 16)
+                self.decoded += size
+                if limits.max_body_size and self.decoded > limits.max_body_size:
+                    raise LimitExceeded(
+                        f"chunked body exceeds the body limit of {limits.max_body_size} bytes",
+                        status=413,
+                    )
+                if size == 0:
+                    self._state = _TRAILER
+                else:
+                    self._remaining = size
+                    self._state = _DATA
+            else:  # _TRAILER
+                if not line:
+                    self._state = _DONE
+                    return pos
+                fm = _FIELD_RE.fullmatch(line)
+                if fm is None:
+                    raise ProtocolError(f"invalid trailer field {_show(line)}")
+                self._trailer_count += 1
+                if self._trailer_count > limits.max_header_count:
+                    raise LimitExceeded(
+                        f"more than {limits.max_header_count} trailer fields", status=431
+                    )
+                self.trailers.append((fm.group(1).decode("ascii"), fm.group(2).decode("latin-1")))
+        return pos

@@ -1,0 +1,107 @@
+"""Response (and request) serialisation for the writer. Sans-IO.
+
+Owns the pre-encoded status lines, the cached ``Date`` value, header block encoding with
+CR/LF/NUL checks (no response splitting), chunk framing, and a request serialiser used by
+tests and ``reactor.testing``. Tests: tests/http/test_serialize.py, test_parser_hypothesis.py.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from email.utils import formatdate
+from http import HTTPStatus
+
+__all__ = [
+    "LAST_CHUNK",
+    "DateCache",
+    "encode_chunk",
+    "encode_fields",
+    "reason_phrase",
+    "serialize_request",
+    "status_line",
+]
+
+_REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
+_STATUS_LINES: dict[tuple[int, str], bytes] = {}
+_BAD_FIELD_RE = re.compile(r"[\r\n\x00]")
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def reason_phrase(status: int) -> str:
+    return _REASONS.get(status, "Unknown")
+
+
+def status_line(status: int, version: str = "HTTP/1.1") -> bytes:
+    """``HTTP/1.1 200 OK\\r\\n``, encoded once per status and version."""
+    key = (status, version)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        if not 100 <= status <= 999:
+            raise ValueError(f"invalid status code {status}")
+        line = f"{version} {status} {reason_phrase(status)}\r\n".encode("ascii")
+        _STATUS_LINES[key] = line
+    return line
+
+
+def encode_fields(fields: Iterable[tuple[str, str]]) -> bytes:
+    """Encode header fields; a name that is not a token or a value with CR, LF or NUL
+    raises ValueError (it would split the response)."""
+    parts = []
+    for name, value in fields:
+        if _TOKEN_RE.fullmatch(name) is None:
+            raise ValueError(f"invalid header name {name!r}")
+        if _BAD_FIELD_RE.search(value):
+            raise ValueError(f"invalid character in header {name!r} value {value!r}")
+        parts.append(f"{name}: {value}\r\n")
+    return "".join(parts).encode("latin-1")
+
+
+def encode_chunk(data: bytes | bytearray | memoryview) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class DateCache:
+    """The IMF-fixdate for ``Date``, formatted at most once a second."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def get(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._value = formatdate(second, usegmt=True)
+        return self._value
+
+
+def serialize_request(
+    method: str,
+    target: str,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+    *,
+    version: str = "HTTP/1.1",
+    chunks: Iterable[bytes] | None = None,
+) -> bytes:
+    """Build a request on the wire. With ``chunks`` the body is sent chunked (add the
+    ``Transfer-Encoding: chunked`` field yourself or let this add it)."""
+    fields = list(headers)
+    names = {n.lower() for n, _ in fields}
+    if chunks is not None:
+        if "transfer-encoding" not in names:
+            fields.append(("Transfer-Encoding", "chunked"))
+        payload = b"".join(encode_chunk(c) for c in chunks if c) + LAST_CHUNK
+    else:
+        if body and "content-length" not in names:
+            fields.append(("Content-Length", str(len(body))))
+        payload = body
+    head = f"{method} {target} {version}\r\n".encode("ascii") + encode_fields(fields) + b"\r\n"
+    return head + payload

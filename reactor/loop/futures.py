@@ -1,0 +1,203 @@
+"""A minimal Future and Task so ``async def`` code runs on the native loop.
+
+Owns Future (a result that arrives later, awaited with ``await``) and Task (drives one
+coroutine, stepping it when the future it awaits is done). Only reactor futures may be awaited
+here: awaiting anything else (an asyncio future, ``asyncio.sleep``) raises a TypeError that
+names the object. Must not import asyncio. Tests: tests/loop/test_futures.py.
+
+No reference cycles survive a finished task: a done future drops its callbacks, and an
+exception stored on a task has the task's own frame cut from its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .selector import SelectorLoop
+
+__all__ = ["CancelledError", "Future", "InvalidStateError", "Task"]
+
+T = TypeVar("T")
+log = logging.getLogger("reactor.loop")
+
+_PENDING = 0
+_DONE = 1
+_CANCELLED = 2
+
+
+class CancelledError(BaseException):
+    """The future or task was cancelled."""
+
+
+class InvalidStateError(Exception):
+    """The future is not in a state that allows the call (result not ready, already done)."""
+
+
+class Future(Generic[T]):
+    """A result that arrives later. Callbacks run through the loop's ``call_soon``."""
+
+    __slots__ = ("__weakref__", "_callbacks", "_exception", "_loop", "_result", "_state")
+
+    def __init__(self, loop: SelectorLoop) -> None:
+        self._loop = loop
+        self._state = _PENDING
+        self._result: T | None = None
+        self._exception: BaseException | None = None
+        self._callbacks: list[Callable[[Future[T]], object]] | None = None
+
+    def done(self) -> bool:
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def result(self) -> T:
+        if self._state == _CANCELLED:
+            raise CancelledError()
+        if self._state == _PENDING:
+            raise InvalidStateError("result is not ready")
+        if self._exception is not None:
+            raise self._exception
+        return self._result  # type: ignore[return-value]
+
+    def exception(self) -> BaseException | None:
+        if self._state == _CANCELLED:
+            raise CancelledError()
+        if self._state == _PENDING:
+            raise InvalidStateError("exception is not set")
+        return self._exception
+
+    def add_done_callback(self, callback: Callable[[Future[T]], object]) -> None:
+        if self._state != _PENDING:
+            self._loop.call_soon(callback, self)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
+
+    def remove_done_callback(self, callback: Callable[[Future[T]], object]) -> int:
+        if not self._callbacks:
+            return 0
+        before = len(self._callbacks)
+        self._callbacks = [cb for cb in self._callbacks if cb != callback]
+        return before - len(self._callbacks)
+
+    def set_result(self, result: T) -> None:
+        if self._state != _PENDING:
+            raise InvalidStateError("future is already done")
+        self._result = result
+        self._state = _DONE
+        self._schedule_callbacks()
+
+    def set_exception(self, exception: BaseException) -> None:
+        if self._state != _PENDING:
+            raise InvalidStateError("future is already done")
+        self._exception = exception
+        self._state = _DONE
+        self._schedule_callbacks()
+
+    def cancel(self) -> bool:
+        if self._state != _PENDING:
+            return False
+        self._state = _CANCELLED
+        self._schedule_callbacks()
+        return True
+
+    def _schedule_callbacks(self) -> None:
+        callbacks = self._callbacks
+        self._callbacks = None
+        if callbacks:
+            call_soon = self._loop.call_soon
+            for cb in callbacks:
+                call_soon(cb, self)
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if self._state == _PENDING:
+            yield self
+        return self.result()
+
+    __iter__ = __await__
+
+    def __repr__(self) -> str:
+        state = ("pending", "done", "cancelled")[self._state]
+        return f"<Future {state}>"
+
+
+class Task(Future[T]):
+    """Runs one coroutine on the loop; done when the coroutine returns or raises."""
+
+    __slots__ = ("_coro", "_must_cancel", "_waiting_on")
+
+    def __init__(self, loop: SelectorLoop, coro: Coroutine[Any, Any, T]) -> None:
+        super().__init__(loop)
+        self._coro: Coroutine[Any, Any, T] | None = coro
+        self._waiting_on: Future[Any] | None = None
+        self._must_cancel = False
+        loop.call_soon(self._step, None)
+
+    def cancel(self) -> bool:
+        if self._state != _PENDING:
+            return False
+        waiting = self._waiting_on
+        if waiting is not None and waiting.cancel():
+            return True
+        self._must_cancel = True
+        return True
+
+    def _step(self, exc: BaseException | None) -> None:
+        coro = self._coro
+        if coro is None or self._state != _PENDING:
+            return
+        if self._must_cancel:
+            self._must_cancel = False
+            exc = CancelledError()
+        self._waiting_on = None
+        try:
+            yielded = coro.send(None) if exc is None else coro.throw(exc)
+        except StopIteration as stop:
+            self._coro = None
+            super().set_result(stop.value)
+        except CancelledError:
+            self._coro = None
+            super().cancel()
+        except BaseException as error:  # the task owns the coroutine's failure
+            self._coro = None
+            # Cut this frame out of the traceback: it holds ``self`` and would make a cycle
+            # task -> exception -> traceback -> frame -> task.
+            tb = error.__traceback__
+            error.__traceback__ = tb.tb_next if tb is not None else None
+            super().set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+        else:
+            if isinstance(yielded, Future):
+                self._waiting_on = yielded
+                yielded.add_done_callback(self._wakeup)
+            else:
+                self._loop.call_soon(
+                    self._step,
+                    TypeError(
+                        f"a coroutine on reactor's native loop awaited {yielded!r}, which is not "
+                        "a reactor Future; use loop.sleep()/loop.create_future(), or run on "
+                        "the asyncio backend to await asyncio objects"
+                    ),
+                )
+        finally:
+            del exc
+
+    def _wakeup(self, future: Future[Any]) -> None:
+        if future.cancelled():
+            self._step(CancelledError())
+            return
+        error = future._exception
+        if error is not None:
+            self._step(error)
+        else:
+            self._step(None)
+
+    def __repr__(self) -> str:
+        state = ("pending", "done", "cancelled")[self._state]
+        return f"<Task {state} {self._coro!r}>"

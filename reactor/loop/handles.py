@@ -1,0 +1,71 @@
+"""Callback handles: what the loop queues and what a timer returns.
+
+Owns Handle (a queued callback) and TimerHandle (a callback due at a time). Cancelling drops
+the callback and its arguments at once, so a cancelled timer that still sits in the heap keeps
+nothing alive (CPython events.TimerHandle does the same). Tests: tests/loop/test_selector_loop.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .selector import SelectorLoop
+
+__all__ = ["Handle", "TimerHandle"]
+
+
+class Handle:
+    """A callback queued with ``call_soon``; ``cancel()`` drops it before it runs."""
+
+    __slots__ = ("args", "callback")
+
+    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
+        self.callback: Callable[..., object] | None = callback
+        self.args: tuple[Any, ...] | None = args
+
+    def cancel(self) -> None:
+        self.callback = None
+        self.args = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.callback is None
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.callback is None else repr(self.callback)
+        return f"<{type(self).__name__} {state}>"
+
+
+class TimerHandle(Handle):
+    """A callback due at ``when`` (loop time). Ordered by ``when``, then by creation."""
+
+    __slots__ = ("_loop", "seq", "when")
+
+    def __init__(
+        self,
+        when: float,
+        seq: int,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        loop: SelectorLoop | None,
+    ) -> None:
+        super().__init__(callback, args)
+        self.when = when
+        self.seq = seq
+        self._loop = loop
+
+    def __lt__(self, other: TimerHandle) -> bool:
+        if self.when == other.when:
+            return self.seq < other.seq
+        return self.when < other.when
+
+    def cancel(self) -> None:
+        if self.callback is not None:
+            self.callback = None
+            self.args = None
+            loop = self._loop
+            self._loop = None
+            if loop is not None:
+                loop._timer_cancelled()

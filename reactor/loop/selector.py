@@ -1,0 +1,430 @@
+"""SelectorLoop: the reactor. One thread, one selector, one place that runs callbacks.
+
+Owns fd registrations (one per fd, reader and writer in one selector key), timers (a heap with
+lazy cancellation and compaction), the ready queue, the thread-safe wakeup (a deque plus one
+byte on a socketpair) and opt-in signal handling. Must not know HTTP. Tests:
+tests/loop/test_selector_loop.py.
+
+Callbacks run only from ``run_once``: I/O callbacks for the fds the selector reported, then the
+timers that are due, then the callbacks that were queued before the pass began. A callback
+that raises is logged with its traceback and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import logging
+import selectors
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from ..errors import LoopClosedError
+from .futures import Future, Task
+from .handles import Handle, TimerHandle
+
+__all__ = ["SelectorLoop"]
+
+T = TypeVar("T")
+log = logging.getLogger("reactor.loop")
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+# Compact the timer heap when more than this many entries are cancelled and they are more
+# than half of it (CPython base_events uses the same two conditions).
+_MIN_CANCELLED_FOR_COMPACTION = 100
+
+
+class _FdEntry:
+    """The data of one selector key: the reader and writer callbacks of one fd."""
+
+    __slots__ = ("reader", "reader_args", "writer", "writer_args")
+
+    def __init__(self) -> None:
+        self.reader: Callable[..., object] | None = None
+        self.reader_args: tuple[Any, ...] = ()
+        self.writer: Callable[..., object] | None = None
+        self.writer_args: tuple[Any, ...] = ()
+
+
+def _fileno(fd: Any) -> int:
+    return fd if isinstance(fd, int) else int(fd.fileno())
+
+
+class SelectorLoop:
+    """The native loop on ``selectors.DefaultSelector`` (epoll on Linux).
+
+    ``clock`` is the time source (``time.monotonic`` by default); tests inject a fake one so
+    that timeouts are tested without sleeping.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        selector: selectors.BaseSelector | None = None,
+    ) -> None:
+        self._clock = clock
+        self._selector = selector if selector is not None else selectors.DefaultSelector()
+        self._ready: deque[Handle] = deque()
+        self._timers: list[TimerHandle] = []
+        self._timer_seq = 0
+        self._cancelled_timers = 0
+        self._stopping = False
+        self._running = False
+        self._closed = False
+        self._thread_id: int | None = None
+        self._signals: dict[int, Any] = {}
+        # The waker: call_soon_threadsafe and signal handlers write one byte here so that a
+        # select() in progress returns. Both ends non-blocking: a full pipe means a wakeup is
+        # already pending, which is all we need.
+        self._waker_r, self._waker_w = socket.socketpair()
+        self._waker_r.setblocking(False)
+        self._waker_w.setblocking(False)
+        self._selector.register(self._waker_r.fileno(), _READ, None)
+
+    # -- time ---------------------------------------------------------------------------
+
+    def time(self) -> float:
+        """The loop's clock (monotonic seconds, or the injected clock)."""
+        return self._clock()
+
+    # -- readers and writers --------------------------------------------------------------
+
+    def add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(*args)`` whenever ``fd`` is readable. One reader per fd."""
+        self._check_closed()
+        fileno = _fileno(fd)
+        try:
+            key = self._selector.get_key(fileno)
+        except KeyError:
+            entry = _FdEntry()
+            entry.reader = callback
+            entry.reader_args = args
+            self._selector.register(fileno, _READ, entry)
+            return
+        entry = key.data
+        if entry is None:
+            raise ValueError(f"fd {fileno} is the loop's own waker")
+        if entry.reader is not None:
+            raise RuntimeError(
+                f"fd {fileno} already has a reader ({entry.reader!r}); remove it first"
+            )
+        entry.reader = callback
+        entry.reader_args = args
+        self._selector.modify(fileno, key.events | _READ, entry)
+
+    def remove_reader(self, fd: Any) -> bool:
+        """Stop watching ``fd`` for reading. Returns whether a reader was registered."""
+        if self._closed:
+            return False
+        fileno = _fileno(fd)
+        try:
+            key = self._selector.get_key(fileno)
+        except KeyError:
+            return False
+        entry = key.data
+        if entry is None or entry.reader is None:
+            return False
+        entry.reader = None
+        entry.reader_args = ()
+        if entry.writer is None:
+            self._selector.unregister(fileno)
+        else:
+            self._selector.modify(fileno, _WRITE, entry)
+        return True
+
+    def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(*args)`` whenever ``fd`` is writable. One writer per fd."""
+        self._check_closed()
+        fileno = _fileno(fd)
+        try:
+            key = self._selector.get_key(fileno)
+        except KeyError:
+            entry = _FdEntry()
+            entry.writer = callback
+            entry.writer_args = args
+            self._selector.register(fileno, _WRITE, entry)
+            return
+        entry = key.data
+        if entry is None:
+            raise ValueError(f"fd {fileno} is the loop's own waker")
+        if entry.writer is not None:
+            raise RuntimeError(
+                f"fd {fileno} already has a writer ({entry.writer!r}); remove it first"
+            )
+        entry.writer = callback
+        entry.writer_args = args
+        self._selector.modify(fileno, key.events | _WRITE, entry)
+
+    def remove_writer(self, fd: Any) -> bool:
+        """Stop watching ``fd`` for writing. Returns whether a writer was registered."""
+        if self._closed:
+            return False
+        fileno = _fileno(fd)
+        try:
+            key = self._selector.get_key(fileno)
+        except KeyError:
+            return False
+        entry = key.data
+        if entry is None or entry.writer is None:
+            return False
+        entry.writer = None
+        entry.writer_args = ()
+        if entry.reader is None:
+            self._selector.unregister(fileno)
+        else:
+            self._selector.modify(fileno, _READ, entry)
+        return True
+
+    def remove_fd(self, fd: Any) -> None:
+        """Drop every registration of ``fd`` (call before closing it: epoll forgets a closed
+        fd only when every duplicate of it is closed, so unregister first)."""
+        if self._closed:
+            return
+        fileno = _fileno(fd)
+        try:
+            key = self._selector.unregister(fileno)
+        except (KeyError, ValueError):
+            return
+        entry = key.data
+        if entry is not None:
+            entry.reader = entry.writer = None
+            entry.reader_args = entry.writer_args = ()
+
+    def registered_fds(self) -> int:
+        """How many fds (not counting the waker) the loop watches."""
+        return len(self._selector.get_map()) - 1
+
+    # -- callbacks and timers ---------------------------------------------------------------
+
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> Handle:
+        """Run ``callback(*args)`` on the next pass, after the callbacks already queued."""
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> Handle:
+        """The only entry that other threads may use: queue a callback and wake the loop."""
+        if self._closed:
+            raise LoopClosedError("the loop is closed")
+        handle = Handle(callback, args)
+        self._ready.append(handle)  # deque.append is atomic
+        self._wake()
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` ``delay`` seconds from now."""
+        return self.call_at(self._clock() + delay, callback, *args)
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` at loop time ``when``."""
+        self._timer_seq += 1
+        timer = TimerHandle(when, self._timer_seq, callback, args, self)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def _timer_cancelled(self) -> None:
+        self._cancelled_timers += 1
+        timers = self._timers
+        if (
+            self._cancelled_timers > _MIN_CANCELLED_FOR_COMPACTION
+            and self._cancelled_timers * 2 > len(timers)
+        ):
+            self._timers = [t for t in timers if t.callback is not None]
+            heapq.heapify(self._timers)
+            self._cancelled_timers = 0
+
+    def pending_timers(self) -> int:
+        """Timers that are armed and not cancelled."""
+        return sum(1 for t in self._timers if t.callback is not None)
+
+    def next_deadline(self) -> float | None:
+        """Loop time of the earliest armed timer (now, if callbacks are ready), else None.
+        A host that drives the loop with ``run_once`` sleeps until then."""
+        if self._ready:
+            return self._clock()
+        timers = self._timers
+        while timers and timers[0].callback is None:
+            heapq.heappop(timers)
+            self._cancelled_timers -= 1
+        return timers[0].when if timers else None
+
+    # -- futures and tasks -----------------------------------------------------------------
+
+    def create_future(self) -> Future[Any]:
+        return Future(self)
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> Task[T]:
+        """Run a coroutine as a task on this loop; it starts on the next pass."""
+        self._check_closed()
+        return Task(self, coro)
+
+    def sleep(self, delay: float, result: T | None = None) -> Future[T | None]:
+        """A future done ``delay`` seconds from now: ``await loop.sleep(0.1)``."""
+        fut: Future[T | None] = Future(self)
+        self.call_later(delay, _set_result_unless_done, fut, result)
+        return fut
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop when ``sig`` arrives. Opt-in; main thread only.
+
+        The Python-level handler only queues the callback and writes the waker, so select()
+        returns at once (PEP 475 retries select() after EINTR, but runs this handler first).
+        """
+        self._check_closed()
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("signal handlers can only be installed from the main thread")
+
+        def on_signal(signum: int, frame: object) -> None:
+            self._ready.append(Handle(callback, args))
+            self._wake()
+
+        previous = signal.signal(sig, on_signal)
+        self._signals.setdefault(sig, previous)
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        if sig not in self._signals:
+            return False
+        signal.signal(sig, self._signals.pop(sig))
+        return True
+
+    # -- running -------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full: a wakeup is pending; closed: nothing to do
+            self._waker_w.send(b"\0")
+
+    def _drain_waker(self) -> None:
+        try:
+            while self._waker_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def run_once(self, timeout: float | None = None) -> None:
+        """One pass: wait for I/O at most ``timeout`` seconds (None: until the next timer or
+        forever), run the I/O callbacks, the due timers, then the callbacks queued before."""
+        self._check_closed()
+        ready = self._ready
+        timers = self._timers
+        if ready or self._stopping:
+            timeout = 0
+        elif timers:
+            while timers and timers[0].callback is None:
+                heapq.heappop(timers)
+                self._cancelled_timers -= 1
+            if timers:
+                wait = max(0.0, timers[0].when - self._clock())
+                timeout = wait if timeout is None else min(timeout, wait)
+        events = self._selector.select(timeout)
+        for key, mask in events:
+            entry = key.data
+            if entry is None:
+                self._drain_waker()
+                continue
+            # Read the callbacks at dispatch time: an earlier callback in this pass may have
+            # removed them (and the fd may even be closed); a removed entry is cleared.
+            if mask & _READ:
+                cb = entry.reader
+                if cb is not None:
+                    try:
+                        cb(*entry.reader_args)
+                    except Exception:
+                        log.exception("error in reader callback %r", cb)
+            if mask & _WRITE:
+                cb = entry.writer
+                if cb is not None:
+                    try:
+                        cb(*entry.writer_args)
+                    except Exception:
+                        log.exception("error in writer callback %r", cb)
+        if timers:
+            now = self._clock()
+            while timers and timers[0].when <= now:
+                timer = heapq.heappop(timers)
+                if timer.callback is None:
+                    self._cancelled_timers -= 1
+                    continue
+                timer._loop = None
+                ready.append(timer)
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            cb = handle.callback
+            if cb is None:
+                continue
+            args = handle.args
+            handle.callback = handle.args = None
+            try:
+                cb(*args)  # type: ignore[misc]
+            except Exception:
+                log.exception("error in callback %r", cb)
+
+    def run(self) -> None:
+        """Run until ``stop()`` is called."""
+        self._check_closed()
+        if self._running:
+            raise RuntimeError("the loop is already running")
+        self._running = True
+        self._thread_id = threading.get_ident()
+        try:
+            while not self._stopping:
+                self.run_once()
+            # Run what stop() left queued, once, so that it takes effect.
+            self.run_once(0)
+        finally:
+            self._stopping = False
+            self._running = False
+            self._thread_id = None
+
+    def run_until_complete(self, future: Future[T] | Coroutine[Any, Any, T]) -> T:
+        """Run until ``future`` (or a coroutine, spawned as a task) is done; return its result."""
+        fut: Future[T] = future if isinstance(future, Future) else self.spawn(future)
+        fut.add_done_callback(lambda _: self.stop())
+        self.run()
+        return fut.result()
+
+    def stop(self) -> None:
+        """Make ``run()`` return after the current pass. Safe from any thread."""
+        self._stopping = True
+        self._wake()
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Release the selector and the waker. Registered fds are not closed (they are their
+        owners'). Idempotent."""
+        if self._running:
+            raise RuntimeError("cannot close a running loop")
+        if self._closed:
+            return
+        self._closed = True
+        for sig in list(self._signals):
+            self.remove_signal_handler(sig)
+        self._ready.clear()
+        for timer in self._timers:
+            timer.callback = timer.args = None
+        self._timers.clear()
+        self._selector.close()
+        self._waker_r.close()
+        self._waker_w.close()
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise LoopClosedError("the loop is closed")
+
+
+def _set_result_unless_done(fut: Future[Any], result: Any) -> None:
+    if not fut.done():
+        fut.set_result(result)

@@ -1,0 +1,211 @@
+"""What a handler sees of a request: Request and its body.
+
+Owns Request (line, headers, remote address, body, client-disconnect notification) and the two
+body readers: Body (a buffering handler's, read synchronously) and StreamingBody (a streaming
+async handler's, awaited). Both read the body straight from the connection's Reader, so what
+the handler leaves unread is exactly what a hijack hands over. At the end of the request the
+connection detaches them (``_conn = None``): nothing here outlives its request by holding the
+connection. Tests: tests/integration/test_server.py, test_body.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .errors import ConnectionClosedError, HijackedError
+from .http.headers import Headers
+from .http.parser import BODY_CHUNKED, BODY_LENGTH, ChunkedDecoder, RequestHead
+from .loop.futures import Future
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Body", "Request", "StreamingBody"]
+
+
+class Body:
+    """A buffering handler's body: every byte has arrived before the handler is called.
+
+    ``read(n=-1)`` returns up to ``n`` bytes of what has arrived (all of it with ``n < 0``),
+    and ``b""`` at the end.
+    """
+
+    __slots__ = ("_conn", "_decoder", "_framing", "_remaining", "trailers")
+
+    def __init__(self, conn: Connection | None, framing: int, length: int) -> None:
+        self._conn = conn
+        self._framing = framing
+        self._remaining = length if framing == BODY_LENGTH else 0
+        self._decoder: ChunkedDecoder | None = (
+            ChunkedDecoder(conn._limits) if conn is not None and framing == BODY_CHUNKED else None
+        )
+        self.trailers: list[tuple[str, str]] = []
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has been read."""
+        if self._decoder is not None:
+            return self._decoder.done
+        return self._remaining == 0
+
+    def _read_now(self, n: int) -> bytes:
+        conn = self._conn
+        if conn is None:
+            if self.complete:
+                return b""
+            raise ConnectionClosedError("the request is over; its body can no longer be read")
+        if conn._hijacked:
+            raise HijackedError(
+                "the connection was hijacked: read the rest of the body from pair.reader"
+            )
+        reader = conn._reader
+        decoder = self._decoder
+        if decoder is None:
+            if self._remaining == 0:
+                return b""
+            take = self._remaining if n < 0 else min(n, self._remaining)
+            data = reader._take(take)
+            self._remaining -= len(data)
+            return data
+        if decoder.done:
+            return b""
+        out: list[bytes] = []
+        pos = reader._pos
+        new_pos = decoder.feed(reader._buf, pos, len(reader._buf), out, n)
+        reader._consume(new_pos - pos)
+        if decoder.done:
+            self.trailers = decoder.trailers
+        return b"".join(out)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._read_now(n)
+
+    def _skip_rest(self) -> bool:
+        """Discard the unread rest if it is all here; return whether the body is complete."""
+        while not self.complete:
+            if not self._read_now(1 << 20):
+                return self.complete
+        return True
+
+
+class StreamingBody(Body):
+    """A streaming handler's body: ``await r.body.read(n)`` waits for at least one byte (or
+    the end). The first read sends ``100 Continue`` if the client asked for it."""
+
+    __slots__ = ()
+
+    async def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        if n < 0:
+            parts: list[bytes] = []
+            while True:
+                data = await self.read(1 << 20)
+                if not data:
+                    return b"".join(parts)
+                parts.append(data)
+        while True:
+            data = self._read_now(n)
+            if data or self.complete:
+                return data
+            conn = self._conn
+            if conn is None:
+                raise ConnectionClosedError("the request is over")
+            await conn._wait_for_body()
+
+
+class Request:
+    """One request: ``method``, ``target``, ``path``, ``query``, ``version``, ``headers``
+    (case-insensitive multi-map in received order), ``remote_addr`` and ``body``."""
+
+    __slots__ = (
+        "__weakref__",
+        "_conn",
+        "_disconnect_callbacks",
+        "_disconnected",
+        "body",
+        "headers",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+        "remote_addr",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self, head: RequestHead, body: Body, remote_addr: Any, conn: Connection | None
+    ) -> None:
+        self.method: str = head.method
+        self.target: str = head.target
+        self.version: str = head.version
+        self.headers: Headers = head.headers
+        self.keep_alive: bool = head.keep_alive
+        self.body = body
+        self.remote_addr = remote_addr
+        target = head.target
+        if target[:1] == "/":
+            path, _, query = target.partition("?")
+            if "#" in query:
+                query = query.partition("#")[0]
+        elif target == "*" or head.method == "CONNECT":
+            path, query = target, ""
+        else:
+            parts = urlsplit(target)
+            path, query = parts.path or "/", parts.query
+        self.path = path
+        self.query = query
+        self._conn = conn
+        self._disconnected = False
+        self._disconnect_callbacks: list[Callable[[], object]] | None = None
+
+    # -- client-disconnect notification (HIJACK-SPEC B13) -----------------------------------
+
+    @property
+    def disconnected(self) -> bool:
+        """Whether the server saw the client go away while this request was handled."""
+        return self._disconnected
+
+    def on_disconnect(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once if the client goes away while the handler runs (EOF or an
+        error on the server's read once the body has been read). Never for a pipelined next
+        request, never after a hijack, never after the handler returned."""
+        if self._disconnected:
+            callback()
+            return
+        if self._conn is None:
+            return
+        if self._disconnect_callbacks is None:
+            self._disconnect_callbacks = [callback]
+        else:
+            self._disconnect_callbacks.append(callback)
+
+    def wait_disconnected(self) -> Future[None]:
+        """A future that completes when the client goes away (see ``on_disconnect``)."""
+        conn = self._conn
+        if conn is None:
+            raise ConnectionClosedError("the request is over")
+        fut: Future[None] = conn._loop.create_future()
+        if self._disconnected:
+            fut.set_result(None)
+            return fut
+        self.on_disconnect(lambda: None if fut.done() else fut.set_result(None))
+        return fut
+
+    def _notify_disconnect(self) -> None:
+        if self._disconnected:
+            return
+        self._disconnected = True
+        callbacks = self._disconnect_callbacks
+        self._disconnect_callbacks = None
+        for cb in callbacks or ():
+            cb()
+
+    def _detach(self) -> None:
+        self._conn = None
+        self._disconnect_callbacks = None
+        self.body._conn = None
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target} {self.version}>"

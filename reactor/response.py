@@ -1,0 +1,312 @@
+"""What a handler writes with: ResponseWriter (and the hijack that ends it).
+
+Owns the response status and headers, body buffering until the framing is decided (once, at
+the first flush: the handler's Content-Length; else the whole body if the handler returned
+first; else chunked on HTTP/1.1 or close-delimited on HTTP/1.0), HEAD/1xx/204/304 bodies,
+interim 1xx responses, write backpressure (``await w.drain()``) and ``hijack()``. Bytes go into
+the connection's Writer; the Connection decides when they are sent. Tests:
+tests/integration/test_server.py, test_hijack.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from .buffers import BufferPair
+from .errors import ConnectionClosedError, HijackedError
+from .http.headers import Headers
+from .http.serialize import LAST_CHUNK, encode_fields, status_line
+from .loop.futures import Future
+
+if TYPE_CHECKING:
+    import socket
+
+    from .connection import Connection
+
+__all__ = ["ResponseWriter"]
+
+log = logging.getLogger("reactor.server")
+
+_BODYLESS = frozenset({204, 304})
+
+
+def _caller() -> str:
+    frame = sys._getframe(2)
+    return f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})"
+
+
+class ResponseWriter:
+    """The response to one request. ``headers`` is mutable until the head is sent."""
+
+    __slots__ = (
+        "__weakref__",
+        "_body",
+        "_body_size",
+        "_conn",
+        "_declared_length",
+        "_finished",
+        "_framing",
+        "_head_only",
+        "_head_sent",
+        "_hijacked",
+        "_sent_body",
+        "_version",
+        "headers",
+        "status",
+    )
+
+    def __init__(self, conn: Connection, version: str, head_only: bool) -> None:
+        self._conn: Connection | None = conn
+        self._version = version
+        self._head_only = head_only
+        self.headers = Headers()
+        self.status = 0  # 0: not written yet (200 at the first write)
+        self._head_sent = False
+        self._finished = False
+        self._hijacked = False
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._sent_body = 0
+        self._declared_length = -1
+        self._framing = 0  # 0 undecided, 1 length, 2 chunked, 3 close-delimited, 4 none
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def hijacked(self) -> bool:
+        return self._hijacked
+
+    @property
+    def head_sent(self) -> bool:
+        return self._head_sent
+
+    def write_header(self, status: int) -> None:
+        """Set the status. A 1xx other than 101 is sent at once as an interim response (its
+        headers are the current ones) and the final status is still to come."""
+        if self._hijacked:
+            log.warning("response.write_header on hijacked connection from %s", _caller())
+            raise HijackedError()
+        self._check_open()
+        if not isinstance(status, int) or not 100 <= status <= 999:
+            raise ValueError(f"invalid status code {status!r}")
+        if self._head_sent or self.status:
+            log.warning("superfluous response.write_header(%d) from %s", status, _caller())
+            return
+        if 100 <= status < 200 and status != 101:
+            conn = self._conn
+            assert conn is not None
+            conn._writer.write(status_line(status) + encode_fields(self.headers) + b"\r\n")
+            return
+        self.status = status
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Write body bytes; returns how many. Before the framing is decided they are held;
+        past ``response_buffer`` bytes, the head is sent with chunked framing."""
+        if self._hijacked:
+            if len(data):
+                log.warning("response.write on hijacked connection from %s", _caller())
+            raise HijackedError()
+        self._check_open()
+        n = len(data)
+        if not self.status:
+            self.status = 200
+        if n == 0:
+            return 0
+        if self.status in _BODYLESS or self.status < 200:
+            raise ValueError(f"a {self.status} response has no body")
+        if self._declared_length < 0 and not self._head_sent:
+            length = self.headers.get("content-length")
+            if length is not None:
+                self._declared_length = _parse_length(length)
+        total = self._body_size + self._sent_body + n
+        if 0 <= self._declared_length < total:
+            raise ValueError(
+                f"body of {total} bytes exceeds the declared Content-Length {self._declared_length}"
+            )
+        if not self._head_sent:
+            self._body.append(bytes(data))
+            self._body_size += n
+            conn = self._conn
+            assert conn is not None
+            if self._body_size > conn._config.response_buffer and self._declared_length < 0:
+                self._send_head(final=False)
+            return n
+        self._write_body(data)
+        return n
+
+    def flush(self) -> None:
+        """Send the head (deciding the framing) and every body byte written so far."""
+        if self._hijacked:
+            raise HijackedError()
+        self._check_open()
+        if not self.status:
+            self.status = 200
+        if not self._head_sent:
+            self._send_head(final=False)
+        conn = self._conn
+        assert conn is not None
+        conn._flush_now()
+
+    def drain(self) -> Future[None]:
+        """``await w.drain()``: wait until buffered output is below the low-water mark."""
+        if self._hijacked:
+            raise HijackedError()
+        self._check_open()
+        conn = self._conn
+        assert conn is not None
+        if not self._head_sent and self._body:
+            self.flush()
+        return conn._drain_waiter()
+
+    def hijack(self) -> tuple[socket.socket, BufferPair]:
+        """Take the connection over: returns ``(sock, pair)`` with the accepted socket and
+        the connection's own reader and writer. See docs/hijack.md."""
+        if self._hijacked:
+            raise HijackedError()
+        conn = self._conn
+        if conn is None or self._finished:
+            raise RuntimeError("hijack() called after the handler finished")
+        # B6: a status already written is flushed first; body bytes not yet sent are dropped
+        # (Go drops its 2 KiB response buffer the same way), so the head goes out bodiless.
+        if self.status and not self._head_sent:
+            self._body = []
+            self._body_size = 0
+            self._send_head(final=False)
+        self._hijacked = True
+        return conn._hijack()
+
+    # -- used by the connection ------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise ConnectionClosedError("the response is finished")
+
+    def _send_head(self, final: bool) -> None:
+        conn = self._conn
+        assert conn is not None
+        status = self.status or 200
+        self.status = status
+        headers = self.headers
+        bodyless = status in _BODYLESS or status < 200
+        keep_alive = conn._keep_alive
+        if self._declared_length < 0:
+            length = headers.get("content-length")
+            if length is not None:
+                self._declared_length = _parse_length(length)
+        if bodyless:
+            self._framing = 4
+            if status != 304:
+                headers.remove("content-length")
+            headers.remove("transfer-encoding")
+        elif self._declared_length >= 0:
+            self._framing = 1
+        elif final:
+            self._framing = 1
+            headers.set("Content-Length", str(self._body_size))
+        elif self._version == "HTTP/1.1":
+            self._framing = 2
+            headers.set("Transfer-Encoding", "chunked")
+        else:
+            self._framing = 3
+            keep_alive = False
+        parts = [status_line(status)]
+        if status != 101:
+            if not keep_alive:
+                if "connection" not in headers or self._version == "HTTP/1.1":
+                    headers.set("Connection", "close")
+                conn._keep_alive = False
+            elif self._version == "HTTP/1.0":
+                headers.set("Connection", "keep-alive")
+        cfg = conn._config
+        extra = conn._server._default_headers()
+        if "date" not in headers:
+            parts.append(extra[0])
+        if cfg.server_header is not None and "server" not in headers:
+            parts.append(extra[1])
+        parts.append(encode_fields(headers))
+        parts.append(b"\r\n")
+        head = b"".join(parts)
+        self._head_sent = True
+        writer = conn._writer
+        writer.write(head)
+        body = self._body
+        if body:
+            self._body = []
+            size = self._body_size
+            self._body_size = 0
+            if final and self._framing == 1 and len(body) == 1 and not self._head_only:
+                writer.write(body[0])
+                self._sent_body += size
+            else:
+                for chunk in body:
+                    self._write_body(chunk)
+
+    def _write_body(self, data: bytes | bytearray | memoryview) -> None:
+        conn = self._conn
+        assert conn is not None
+        n = len(data)
+        self._sent_body += n
+        framing = self._framing
+        if self._head_only or framing == 4:
+            return
+        writer = conn._writer
+        if framing == 2:
+            writer.write(b"%x\r\n" % n)
+            writer.write(data)
+            writer.write(b"\r\n")
+        else:
+            writer.write(data)
+        if writer.buffered() > conn._config.write_high_water:
+            conn._flush_now()
+
+    def _finish(self) -> bool:
+        """End the response after the handler returned. Returns False when the framing
+        cannot be completed (a declared Content-Length was not written): abort then."""
+        if self._finished:
+            return True
+        self._finished = True
+        if not self._head_sent:
+            if not self.status:
+                self.status = 200
+            self._send_head(final=True)
+        ok = True
+        if self._framing == 2 and not self._head_only:
+            conn = self._conn
+            assert conn is not None
+            conn._writer.write(LAST_CHUNK)
+        elif self._framing == 1 and not self._head_only and self._sent_body < self._declared_length:
+            log.error(
+                "handler wrote %d of the %d body bytes it declared in Content-Length; aborting "
+                "the connection",
+                self._sent_body,
+                self._declared_length,
+            )
+            ok = False
+        return ok
+
+    def _error_response(self, status: int, reason: str) -> None:
+        """Replace whatever was prepared (head not sent) with a plain-text error."""
+        self.headers = Headers([("Content-Type", "text/plain; charset=utf-8")])
+        self.status = status
+        self._body = []
+        self._body_size = 0
+        self._declared_length = -1
+        body = reason.encode("utf-8", "replace") + b"\n"
+        self.write(body)
+
+    def _detach(self) -> None:
+        self._finished = True
+        self._conn = None
+        self._body = []
+
+    def __repr__(self) -> str:
+        return f"<ResponseWriter status={self.status} head_sent={self._head_sent}>"
+
+
+def _parse_length(value: str) -> int:
+    value = value.strip()
+    if not value.isdigit():
+        raise ValueError(f"invalid Content-Length header {value!r}")
+    return int(value)

@@ -1,0 +1,300 @@
+"""Server: listeners, bounded accept, the connection table, limits, hooks and shutdown.
+
+Owns listening sockets (TCP over IPv4/IPv6, Unix), the accept path (at most
+``accept_batch`` per readable event; on EMFILE/ENFILE it stops accepting for
+``accept_backoff`` seconds instead of spinning), ``max_connections``, the set of live
+connections (hijacked ones leave it), connection-state hooks, on-shutdown callbacks and
+graceful ``shutdown``. Tests: tests/integration/test_server.py, test_shutdown.py, test_accept.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .config import ServerConfig
+from .connection import Connection
+from .http.state import HookState
+from .loop.futures import Future
+from .loop.selector import SelectorLoop
+from .request import Request
+from .response import ResponseWriter
+
+__all__ = ["Handler", "Server", "streaming"]
+
+log = logging.getLogger("reactor.server")
+
+Handler = Callable[[ResponseWriter, Request], Coroutine[Any, Any, None] | None]
+StateHook = Callable[[socket.socket, HookState], object]
+
+# Accept errors that mean "out of a resource, try later": the fd table (EMFILE per process,
+# ENFILE system-wide) or kernel memory. Retrying at once would spin: the pending connection
+# stays in the backlog and the listener stays readable.
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def streaming(handler: Handler) -> Handler:
+    """Mark an ``async def`` handler as streaming: it is called once the head is parsed and
+    reads the body as it arrives with ``await r.body.read(n)``."""
+    handler.reactor_streaming = True  # type: ignore[attr-defined]
+    return handler
+
+
+class Server:
+    """An HTTP/1.1 server on a loop. ``handler(w, r)`` is a plain function or an ``async def``.
+
+    ``on_state(sock, state)`` is called on every connection state change (NEW, ACTIVE, IDLE,
+    HIJACKED, CLOSED), synchronously.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        loop: SelectorLoop | None = None,
+        config: ServerConfig | None = None,
+        *,
+        on_state: StateHook | None = None,
+    ) -> None:
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {handler!r}")
+        self._handler = handler
+        self._streaming = bool(getattr(handler, "reactor_streaming", False))
+        self._loop = loop if loop is not None else SelectorLoop()
+        self.config = config if config is not None else ServerConfig()
+        self._state_hook = on_state
+        self._listeners: list[socket.socket] = []
+        self._accepting = False
+        self._connections: set[Connection] = set()
+        self._shutdown_callbacks: list[Callable[[], object]] = []
+        self._shutting_down = False
+        self._shutdown_future: Future[None] | None = None
+        self._backoff_timer: Any = None
+        self._date_second = -1
+        self._date_lines: tuple[bytes, bytes] = (b"", b"")
+        self._unix_paths: list[str] = []
+
+    @property
+    def loop(self) -> SelectorLoop:
+        return self._loop
+
+    # -- listening ------------------------------------------------------------------------
+
+    def listen(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Listen on TCP ``host:port`` (IPv4 or IPv6); returns the bound address (port 0
+        picks a free port)."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+            sock.listen(self.config.backlog)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self.add_listener(sock)
+        bound = sock.getsockname()
+        return bound[0], bound[1]
+
+    def listen_unix(self, path: str) -> str:
+        """Listen on a Unix socket at ``path`` (a stale socket file is replaced)."""
+        try:
+            if os.path.exists(path) and not os.path.isdir(path):
+                import stat
+
+                if stat.S_ISSOCK(os.stat(path).st_mode):
+                    os.unlink(path)
+        except OSError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            sock.listen(self.config.backlog)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._unix_paths.append(path)
+        self.add_listener(sock)
+        return path
+
+    def add_listener(self, sock: socket.socket) -> None:
+        """Serve connections accepted from an already listening socket."""
+        sock.setblocking(False)
+        self._listeners.append(sock)
+        if not self._shutting_down:
+            self._loop.add_reader(sock, self._on_acceptable, sock)
+            self._accepting = True
+
+    @property
+    def addresses(self) -> list[Any]:
+        return [s.getsockname() for s in self._listeners]
+
+    def _pause_accepting(self) -> None:
+        if self._accepting:
+            for sock in self._listeners:
+                self._loop.remove_reader(sock)
+            self._accepting = False
+
+    def _resume_accepting(self) -> None:
+        if not self._accepting and not self._shutting_down and self._backoff_timer is None:
+            for sock in self._listeners:
+                self._loop.add_reader(sock, self._on_acceptable, sock)
+            self._accepting = True
+
+    def _end_backoff(self) -> None:
+        self._backoff_timer = None
+        if not self.config.max_connections or len(self._connections) < self.config.max_connections:
+            self._resume_accepting()
+
+    def _on_acceptable(self, listener: socket.socket) -> None:
+        cfg = self.config
+        for _ in range(cfg.accept_batch):
+            if cfg.max_connections and len(self._connections) >= cfg.max_connections:
+                self._pause_accepting()
+                return
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRNOS:
+                    log.warning(
+                        "accept failed (%s); not accepting for %.2fs",
+                        os.strerror(exc.errno or 0),
+                        cfg.accept_backoff,
+                    )
+                    self._pause_accepting()
+                    self._backoff_timer = self._loop.call_later(
+                        cfg.accept_backoff, self._end_backoff
+                    )
+                    return
+                # ECONNABORTED and friends: that one connection is gone; keep going.
+                log.debug("accept failed: %s", exc)
+                continue
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                # Responses are written whole; Nagle would only delay the last segment.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(self, sock, addr if addr else "unix")
+            self._connections.add(conn)
+            if self._state_hook is not None:
+                conn._hook(HookState.NEW)
+            conn.start()
+
+    # -- the connection table ----------------------------------------------------------------
+
+    def _forget(self, conn: Connection) -> None:
+        self._connections.discard(conn)
+        cfg = self.config
+        if (
+            not self._accepting
+            and not self._shutting_down
+            and cfg.max_connections
+            and len(self._connections) < cfg.max_connections
+        ):
+            self._resume_accepting()
+        if self._shutting_down and not self._connections:
+            self._finish_shutdown()
+
+    @property
+    def connection_count(self) -> int:
+        """Connections the server tracks (hijacked ones are not)."""
+        return len(self._connections)
+
+    # -- headers shared by every response --------------------------------------------------
+
+    def _default_headers(self) -> tuple[bytes, bytes]:
+        """The encoded ``Date`` and ``Server`` lines, rebuilt once a second."""
+        now = int(time.time())
+        if now != self._date_second:
+            from email.utils import formatdate
+
+            self._date_second = now
+            server = self.config.server_header
+            self._date_lines = (
+                f"Date: {formatdate(now, usegmt=True)}\r\n".encode("ascii"),
+                f"Server: {server}\r\n".encode("latin-1") if server else b"",
+            )
+        return self._date_lines
+
+    def _clf_time(self) -> str:
+        return time.strftime("%d/%b/%Y:%H:%M:%S %z")
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def add_shutdown_callback(self, callback: Callable[[], object]) -> None:
+        """Run ``callback()`` when ``shutdown()`` starts (Go's RegisterOnShutdown): the way
+        to tell hijacked connections, which the server no longer tracks, to wind down."""
+        self._shutdown_callbacks.append(callback)
+
+    def shutdown(self, grace: float | None = None) -> Future[None]:
+        """Stop accepting, close idle connections, let in-flight requests finish (their
+        responses say ``Connection: close``), and close what remains after ``grace`` seconds
+        (default: ``config.shutdown_grace``). Hijacked connections are neither waited for
+        nor closed. Returns a future done when every tracked connection is closed."""
+        if self._shutdown_future is not None:
+            return self._shutdown_future
+        fut: Future[None] = self._loop.create_future()
+        self._shutdown_future = fut
+        self._shutting_down = True
+        self._close_listeners()
+        for callback in self._shutdown_callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("shutdown callback raised")
+        for conn in list(self._connections):
+            conn.close_if_idle()
+        if not self._connections:
+            self._finish_shutdown()
+            return fut
+        delay = self.config.shutdown_grace if grace is None else grace
+        self._loop.call_later(delay, self._force_close)
+        log.info("shutdown: waiting up to %.1fs for %d connections", delay, len(self._connections))
+        return fut
+
+    def _force_close(self) -> None:
+        if self._connections:
+            log.info(
+                "shutdown: closing %d connections after the grace period", len(self._connections)
+            )
+        for conn in list(self._connections):
+            conn.close()
+        self._finish_shutdown()
+
+    def _finish_shutdown(self) -> None:
+        fut = self._shutdown_future
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def close(self) -> None:
+        """Close listeners and every tracked connection now (not hijacked ones)."""
+        self._shutting_down = True
+        self._close_listeners()
+        for conn in list(self._connections):
+            conn.close()
+        self._finish_shutdown()
+
+    def _close_listeners(self) -> None:
+        if self._backoff_timer is not None:
+            self._backoff_timer.cancel()
+            self._backoff_timer = None
+        for sock in self._listeners:
+            self._loop.remove_fd(sock)
+            sock.close()
+        self._listeners.clear()
+        self._accepting = False
+        for path in self._unix_paths:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self._unix_paths.clear()

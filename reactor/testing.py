@@ -1,0 +1,129 @@
+"""Helpers for testing handlers (and reactor itself): a server in a background thread, a raw
+request builder and a fake clock.
+
+Tests: tests/test_testing.py and every integration test (they use these helpers).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .config import ServerConfig
+from .http.serialize import serialize_request
+from .loop.selector import SelectorLoop
+from .server import Handler, Server
+
+__all__ = ["FakeClock", "RunningServer", "raw_request", "serve_in_thread"]
+
+
+class FakeClock:
+    """A clock that moves only when told: ``SelectorLoop(clock=clock)``, then
+    ``clock.advance(seconds)`` (which wakes the loop so due timers run)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.loop: SelectorLoop | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(lambda: None)
+
+
+@dataclass
+class RunningServer:
+    server: Server
+    loop: SelectorLoop
+    host: str
+    port: int
+    thread: threading.Thread
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 10.0) -> Any:
+        """Run ``fn(*args)`` on the loop thread and return its result."""
+        done = threading.Event()
+        box: list[Any] = []
+
+        def run() -> None:
+            try:
+                box.append((True, fn(*args)))
+            except BaseException as exc:
+                box.append((False, exc))
+            finally:
+                done.set()
+
+        self.loop.call_soon_threadsafe(run)
+        if not done.wait(timeout):
+            raise TimeoutError(f"the loop did not run {fn!r} within {timeout}s")
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    def connect(self, timeout: float = 5.0) -> socket.socket:
+        return socket.create_connection(self.address, timeout=timeout)
+
+
+@contextmanager
+def serve_in_thread(
+    handler: Handler,
+    config: ServerConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    clock: FakeClock | None = None,
+    on_state: Any = None,
+) -> Iterator[RunningServer]:
+    """Start a server on ``host``:0 in a background thread; stop and join it on exit."""
+    loop = SelectorLoop(clock=clock) if clock is not None else SelectorLoop()
+    if clock is not None:
+        clock.loop = loop
+    server = Server(handler, loop=loop, config=config, on_state=on_state)
+    bound_host, port = server.listen(host, 0)
+    thread = threading.Thread(target=loop.run, name="reactor-test-loop", daemon=True)
+    thread.start()
+    running = RunningServer(server, loop, bound_host, port, thread)
+    try:
+        yield running
+    finally:
+        try:
+            running.call(server.close)
+        finally:
+            loop.stop()
+            thread.join(10)
+            if not thread.is_alive():
+                loop.close()
+
+
+def raw_request(
+    method: str = "GET",
+    target: str = "/",
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    *,
+    host: str | None = "test",
+    version: str = "HTTP/1.1",
+    chunks: list[bytes] | None = None,
+) -> bytes:
+    """The bytes of one request, with a Host header unless ``host`` is None."""
+    fields = list(headers or [])
+    if host is not None and not any(n.lower() == "host" for n, _ in fields):
+        fields.insert(0, ("Host", host))
+    return serialize_request(method, target, fields, body, version=version, chunks=chunks)
