@@ -395,7 +395,16 @@ class Connection:
             request._detach()
             response._detach()
             return
-        ok = not abort and response._finish()
+        try:
+            ok = not abort and response._finish()
+        except Exception as exc:
+            # Finishing runs handler-supplied headers through the serialiser: a bad one
+            # (CR/LF in a value) is the handler's error, answered like one.
+            log.error("could not finish the response: %s", exc)
+            ok = False
+            if not response._head_sent:
+                response._error_response(500, "500 Internal Server Error")
+                ok = response._finish()
         if ok and self._config.access_log:
             self._log_access(request, response)
         try:
@@ -415,10 +424,7 @@ class Connection:
             return
         self._set_state(IDLE)
         self._hook(HookState.IDLE)
-        if self._reader.buffered():
-            self._arm(_HEADER_TIMEOUT, self._config.read_header_timeout)
-        else:
-            self._arm(_IDLE_TIMEOUT, self._config.idle_timeout)
+        self._arm_wait_timeout()
         self._resume_reading()
 
     def _log_access(self, request: Request, response: ResponseWriter) -> None:
@@ -519,12 +525,19 @@ class Connection:
     def _output_drained(self) -> None:
         state = self.state
         if state is IDLE:
-            if self._reader.buffered():
-                self._arm(_HEADER_TIMEOUT, self._config.read_header_timeout)
-            else:
-                self._arm(_IDLE_TIMEOUT, self._config.idle_timeout)
+            self._arm_wait_timeout()
         elif state is HANDLING:
             self._disarm()
+
+    def _arm_wait_timeout(self) -> None:
+        """Between requests: the idle timeout, or the header timeout if the next request has
+        begun. While output waits for the kernel the write timeout governs instead."""
+        if self._writing:
+            return
+        if self._reader.buffered():
+            self._arm(_HEADER_TIMEOUT, self._config.read_header_timeout)
+        else:
+            self._arm(_IDLE_TIMEOUT, self._config.idle_timeout)
 
     # -- errors, timeouts and closing -------------------------------------------------------
 
@@ -584,7 +597,8 @@ class Connection:
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _disarm(self) -> None:
-        self._timeout_kind = _NO_TIMEOUT
+        if not self._writing:  # pending output keeps its write timeout
+            self._timeout_kind = _NO_TIMEOUT
 
     def _on_timer(self) -> None:
         self._timer = None

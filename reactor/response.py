@@ -266,11 +266,11 @@ class ResponseWriter:
         cannot be completed (a declared Content-Length was not written): abort then."""
         if self._finished:
             return True
-        self._finished = True
         if not self._head_sent:
             if not self.status:
                 self.status = 200
             self._send_head(final=True)
+        self._finished = True
         ok = True
         if self._framing == 2 and not self._head_only:
             conn = self._conn

@@ -1,0 +1,544 @@
+"""The server core on real sockets: keep-alive, pipelining, bodies, 100-continue, HEAD,
+framing, handler exceptions, client-disconnect notification, real clients."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
+
+import pytest
+import urllib3
+
+from reactor import Request, ResponseWriter, ServerConfig, streaming
+from reactor.testing import raw_request
+
+from .wire import ResponseReader, recv_all, recv_until, wait_for
+
+
+def hello(w: ResponseWriter, r: Request) -> None:
+    w.headers.set("Content-Type", "text/plain")
+    w.write(b"Hello, World!")
+
+
+def echo(w: ResponseWriter, r: Request) -> None:
+    body = r.body.read()
+    w.headers.set("X-Path", r.path)
+    w.headers.set("X-Query", r.query)
+    w.headers.set("X-Method", r.method)
+    w.write(body)
+
+
+def test_keep_alive_http_client(serve: Any) -> None:
+    srv = serve(hello)
+    conn = http.client.HTTPConnection(*srv.address, timeout=5)
+    for _ in range(5):
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.read() == b"Hello, World!"
+        assert resp.getheader("Content-Length") == "13"
+        assert resp.getheader("Server") == "reactor"
+        assert resp.getheader("Date")
+    # One connection served all five.
+    assert srv.call(lambda: srv.server.connection_count) == 1
+    conn.close()
+
+
+def test_urllib3_pool_reuses_connection(serve: Any) -> None:
+    srv = serve(echo)
+    with urllib3.PoolManager() as pool:
+        for i in range(5):
+            resp = pool.request("POST", f"{srv.url}/p?i={i}", body=b"x" * i)
+            assert resp.status == 200
+            assert resp.data == b"x" * i
+            assert resp.headers["X-Query"] == f"i={i}"
+        assert srv.call(lambda: srv.server.connection_count) == 1
+
+
+def test_curl(serve: Any) -> None:
+    assert shutil.which("curl"), "curl is required (.ci/run installs it)"
+    srv = serve(echo)
+    out = subprocess.run(
+        ["curl", "-s", "-i", "--data-binary", "hello", f"{srv.url}/a/b?c=d"],
+        capture_output=True,
+        timeout=10,
+        check=True,
+    ).stdout
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"X-Path: /a/b\r\n" in out and b"X-Query: c=d\r\n" in out
+    assert out.endswith(b"\r\n\r\nhello")
+
+
+def test_http10_closes_unless_keep_alive(serve: Any) -> None:
+    srv = serve(hello)
+    with srv.connect() as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = recv_all(s)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Connection: close\r\n" in data
+    assert data.endswith(b"Hello, World!")
+    with srv.connect() as s:
+        s.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        data = recv_until(s, b"Hello, World!")
+        assert b"Connection: keep-alive\r\n" in data
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert recv_all(s).endswith(b"Hello, World!")
+
+
+def test_connection_close_request(serve: Any) -> None:
+    srv = serve(hello)
+    with srv.connect() as s:
+        s.sendall(raw_request(headers=[("Connection", "close")]))
+        data = recv_all(s)
+    assert b"Connection: close\r\n" in data
+    assert data.endswith(b"Hello, World!")
+
+
+def test_pipelined_responses_in_order_and_coalesced(serve: Any) -> None:
+    seen: list[str] = []
+
+    def handler(w: ResponseWriter, r: Request) -> None:
+        seen.append(r.path)
+        w.write(r.path.encode())
+
+    srv = serve(handler)
+    burst = b"".join(raw_request(target=f"/{i}") for i in range(20))
+    with srv.connect() as s:
+        s.sendall(burst)
+        reader = ResponseReader(s)
+        bodies = [reader.read().body for _ in range(20)]
+    assert bodies == [f"/{i}".encode() for i in range(20)]
+    assert seen == [f"/{i}" for i in range(20)]
+
+
+def test_pipelined_burst_is_one_send(serve: Any, monkeypatch: Any) -> None:
+    """Responses to a burst that arrives in one read go out in one send."""
+    from reactor import buffers
+
+    sends: list[int] = []
+    real = buffers.Writer._send_some
+
+    def counting(self: buffers.Writer) -> int:
+        if self._buf:
+            sends.append(len(self._buf))
+        return real(self)
+
+    monkeypatch.setattr(buffers.Writer, "_send_some", counting)
+    srv = serve(hello)
+    with srv.connect() as s:
+        s.sendall(raw_request() * 10)
+        reader = ResponseReader(s)
+        for _ in range(10):
+            assert reader.read().body == b"Hello, World!"
+    assert len(sends) == 1
+
+
+def test_async_handler_pipelined_in_order(serve: Any) -> None:
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        await srv.loop.sleep(0.01 if r.path == "/0" else 0)
+        w.write(r.path.encode())
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(raw_request(target="/0") + raw_request(target="/1") + raw_request(target="/2"))
+        reader = ResponseReader(s)
+        assert [reader.read().body for _ in range(3)] == [b"/0", b"/1", b"/2"]
+
+
+def test_content_length_body(serve: Any) -> None:
+    srv = serve(echo)
+    with srv.connect() as s:
+        body = bytes(range(256)) * 1000
+        s.sendall(raw_request("POST", "/", body=body))
+        assert ResponseReader(s).read().body == body
+
+
+def test_body_sent_slowly_waits_for_whole_body(serve: Any) -> None:
+    srv = serve(echo)
+    with srv.connect() as s:
+        head = raw_request("POST", "/", [("Content-Length", "10")])
+        s.sendall(head + b"01234")
+        time.sleep(0.05)
+        s.sendall(b"56789")
+        assert ResponseReader(s).read().body == b"0123456789"
+
+
+def test_chunked_request_body(serve: Any) -> None:
+    srv = serve(echo)
+    with srv.connect() as s:
+        s.sendall(raw_request("POST", "/", chunks=[b"hello ", b"chunked ", b"world"]))
+        assert ResponseReader(s).read().body == b"hello chunked world"
+        # Split at awkward places: the head, the sizes and the data arrive in pieces.
+        data = raw_request("POST", "/", chunks=[b"a" * 1000, b"b" * 17])
+        for i in range(0, len(data), 7):
+            s.sendall(data[i : i + 7])
+        assert ResponseReader(s).read().body == b"a" * 1000 + b"b" * 17
+
+
+def test_chunked_trailers_visible(serve: Any) -> None:
+    def handler(w: ResponseWriter, r: Request) -> None:
+        r.body.read()
+        w.write(repr(r.body.trailers).encode())
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\nX-Sum: 42\r\n\r\n"
+        )
+        assert ResponseReader(s).read().body == b"[('X-Sum', '42')]"
+
+
+def test_chunked_response_when_flushed(serve: Any) -> None:
+    def handler(w: ResponseWriter, r: Request) -> None:
+        w.write(b"part1,")
+        w.flush()
+        w.write(b"part2")
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(raw_request())
+        resp = ResponseReader(s).read()
+        assert resp.header("transfer-encoding") == "chunked"
+        assert resp.header("content-length") is None
+        assert resp.body == b"part1,part2"
+
+
+def test_close_delimited_response_on_http10(serve: Any) -> None:
+    def handler(w: ResponseWriter, r: Request) -> None:
+        w.write(b"a")
+        w.flush()
+        w.write(b"b")
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        data = recv_all(s)
+    assert b"Transfer-Encoding" not in data
+    assert b"Connection: close" in data
+    assert data.endswith(b"\r\n\r\nab")
+
+
+def test_large_response_uses_chunked_past_buffer(serve: Any) -> None:
+    payload = b"z" * (300 * 1024)
+
+    def handler(w: ResponseWriter, r: Request) -> None:
+        for i in range(0, len(payload), 50_000):
+            w.write(payload[i : i + 50_000])
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(raw_request())
+        resp = ResponseReader(s).read()
+        assert resp.body == payload
+        assert resp.header("transfer-encoding") == "chunked"
+
+
+def test_declared_content_length_is_used(serve: Any) -> None:
+    def handler(w: ResponseWriter, r: Request) -> None:
+        w.headers.set("Content-Length", "6")
+        w.write(b"abc")
+        w.flush()
+        w.write(b"def")
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(raw_request())
+        resp = ResponseReader(s).read()
+        assert resp.header("content-length") == "6"
+        assert resp.body == b"abcdef"
+
+
+def test_head_has_no_body(serve: Any) -> None:
+    srv = serve(hello)
+    with srv.connect() as s:
+        s.sendall(raw_request("HEAD", "/") + raw_request("GET", "/"))
+        reader = ResponseReader(s)
+        head = reader.read("HEAD")
+        assert head.header("content-length") == "13"
+        assert head.body == b""
+        assert reader.read("GET").body == b"Hello, World!"
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodiless_statuses(serve: Any, status: int) -> None:
+    def handler(w: ResponseWriter, r: Request) -> None:
+        w.write_header(status)
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(raw_request() + raw_request())
+        reader = ResponseReader(s)
+        for _ in range(2):
+            resp = reader.read()
+            assert resp.status == status
+            assert resp.header("content-length") is None
+            assert resp.header("transfer-encoding") is None
+
+
+def test_interim_103_then_final(serve: Any) -> None:
+    def handler(w: ResponseWriter, r: Request) -> None:
+        w.headers.set("Link", "</style.css>; rel=preload")
+        w.write_header(103)
+        w.headers.remove("Link")
+        w.write(b"done")
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(raw_request())
+        resp = ResponseReader(s).read()
+        assert resp.interim == [103]
+        assert resp.body == b"done"
+
+
+def test_expect_100_continue_buffering_handler(serve: Any) -> None:
+    srv = serve(echo)
+    with srv.connect() as s:
+        s.sendall(raw_request("POST", "/", [("Expect", "100-continue"), ("Content-Length", "5")]))
+        got = recv_until(s, b"\r\n\r\n")
+        assert got == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"hello")
+        data = recv_until(s, b"hello")
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_expect_100_continue_not_sent_when_body_present(serve: Any) -> None:
+    srv = serve(echo)
+    with srv.connect() as s:
+        s.sendall(
+            raw_request("POST", "/", [("Expect", "100-continue"), ("Content-Length", "5")])
+            + b"hello"
+        )
+        data = recv_until(s, b"hello")
+        assert b"100 Continue" not in data
+
+
+def test_expect_100_continue_too_large_gets_413(serve: Any) -> None:
+    from reactor import Limits
+
+    srv = serve(echo, ServerConfig(limits=Limits(max_body_size=10)))
+    with srv.connect() as s:
+        s.sendall(raw_request("POST", "/", [("Expect", "100-continue"), ("Content-Length", "11")]))
+        data = recv_all(s)
+    assert data.startswith(b"HTTP/1.1 413 ")
+    assert b"100 Continue" not in data
+
+
+def test_expect_unknown_gets_417(serve: Any) -> None:
+    srv = serve(echo)
+    with srv.connect() as s:
+        s.sendall(raw_request("POST", "/", [("Expect", "fancy"), ("Content-Length", "1")]) + b"x")
+        assert recv_all(s).startswith(b"HTTP/1.1 417 ")
+
+
+def test_streaming_handler_reads_body_as_it_arrives(serve: Any) -> None:
+    pieces: list[bytes] = []
+
+    @streaming
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        while True:
+            data = await r.body.read(4)
+            if not data:
+                break
+            pieces.append(data)
+        w.write(b"|".join(pieces))
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(raw_request("POST", "/", [("Expect", "100-continue"), ("Content-Length", "8")]))
+        assert recv_until(s, b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"abcd")
+        time.sleep(0.05)
+        s.sendall(b"efgh")
+        resp = ResponseReader(s).read()
+        assert resp.body == b"abcd|efgh"
+
+
+def test_handler_exception_before_head_gives_500_and_keeps_serving(serve: Any, caplog: Any) -> None:
+    def handler(w: ResponseWriter, r: Request) -> None:
+        if r.path == "/boom":
+            w.write(b"partial")
+            raise ValueError("boom")
+        w.write(b"ok")
+
+    srv = serve(handler)
+    with caplog.at_level(logging.ERROR, logger="reactor.server"), srv.connect() as s:
+        s.sendall(raw_request(target="/boom") + raw_request(target="/ok"))
+        reader = ResponseReader(s)
+        resp = reader.read()
+        assert resp.status == 500
+        assert b"Traceback" not in resp.body and b"boom" not in resp.body
+        assert reader.read().body == b"ok"
+    records = [r for r in caplog.records if r.exc_info]
+    assert len(records) == 1 and "ValueError: boom" in caplog.text
+
+
+def test_async_handler_exception_gives_500(serve: Any, caplog: Any) -> None:
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        await srv.loop.sleep(0)
+        raise KeyError("async boom")
+
+    srv = serve(handler)
+    with caplog.at_level(logging.ERROR, logger="reactor.server"), srv.connect() as s:
+        s.sendall(raw_request())
+        assert ResponseReader(s).read().status == 500
+    assert "async boom" in caplog.text
+
+
+def test_handler_exception_after_head_aborts(serve: Any, caplog: Any) -> None:
+    def handler(w: ResponseWriter, r: Request) -> None:
+        w.write(b"first")
+        w.flush()
+        raise RuntimeError("after head")
+
+    srv = serve(handler)
+    with caplog.at_level(logging.ERROR, logger="reactor.server"), srv.connect() as s:
+        s.sendall(raw_request())
+        data = recv_all(s)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert not data.endswith(b"0\r\n\r\n")  # no last chunk: the client sees the truncation
+    assert "after head" in caplog.text
+
+
+def test_disconnect_notification_callback_and_awaitable(serve: Any) -> None:
+    events: list[str] = []
+    done = threading.Event()
+
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        r.on_disconnect(lambda: events.append("callback"))
+        await r.wait_disconnected()
+        events.append("awaited")
+        done.set()
+
+    srv = serve(handler)
+    s = srv.connect()
+    s.sendall(raw_request())
+    time.sleep(0.05)
+    s.close()
+    assert done.wait(2)
+    assert events == ["callback", "awaited"]
+
+
+def test_pipelined_bytes_do_not_signal_disconnect(serve: Any) -> None:
+    events: list[str] = []
+
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        r.on_disconnect(lambda: events.append(r.path))
+        await srv.loop.sleep(0.1)
+        w.write(b"ok")
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(raw_request(target="/a") + raw_request(target="/b"))
+        reader = ResponseReader(s)
+        assert reader.read().body == b"ok"
+        assert reader.read().body == b"ok"
+    assert events == []
+
+
+def test_write_backpressure_drain(serve: Any) -> None:
+    total = 8 * 1024 * 1024
+    drained: list[int] = []
+
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        w.headers.set("Content-Length", str(total))
+        chunk = b"d" * 65536
+        for _ in range(total // len(chunk)):
+            w.write(chunk)
+            await w.drain()
+            drained.append(1)
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(raw_request())
+        time.sleep(0.2)  # the client does not read yet: the server must wait, not buffer all
+        assert len(drained) < total // 65536
+        resp = ResponseReader(s).read(timeout=20)
+        assert len(resp.body) == total
+
+
+def test_remote_addr_and_headers_multimap(serve: Any) -> None:
+    seen: dict[str, Any] = {}
+
+    def handler(w: ResponseWriter, r: Request) -> None:
+        seen["addr"] = r.remote_addr
+        seen["all"] = r.headers.get_all("x-a")
+        seen["first"] = r.headers.get("X-A")
+        seen["order"] = [n for n, _ in r.headers]
+        w.write(b"")
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-b: 2\r\nX-a: 3\r\n\r\n")
+        ResponseReader(s).read()
+        assert seen["addr"] == s.getsockname()
+    assert seen["all"] == ["1", "3"] and seen["first"] == "1"
+    assert seen["order"] == ["Host", "X-A", "x-b", "X-a"]
+
+
+def test_response_splitting_is_refused(serve: Any, caplog: Any) -> None:
+    def handler(w: ResponseWriter, r: Request) -> None:
+        w.headers.set("X-Evil", "a\r\nSet-Cookie: x=1")
+        w.write(b"body")
+
+    srv = serve(handler)
+    with caplog.at_level(logging.ERROR, logger="reactor.server"), srv.connect() as s:
+        s.sendall(raw_request())
+        resp = ResponseReader(s).read()
+    assert resp.status == 500
+    assert resp.header("set-cookie") is None
+
+
+def test_ipv6_loopback(serve: Any) -> None:
+    srv = serve(hello, host="::1")
+    conn = http.client.HTTPConnection("::1", srv.port, timeout=5)
+    conn.request("GET", "/")
+    assert conn.getresponse().read() == b"Hello, World!"
+    conn.close()
+
+
+def test_unix_socket(tmp_path: Any) -> None:
+    from reactor import SelectorLoop, Server
+
+    loop = SelectorLoop()
+    server = Server(hello, loop=loop)
+    path = str(tmp_path / "r.sock")
+    server.listen_unix(path)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(path)
+            s.sendall(raw_request())
+            assert ResponseReader(s).read().body == b"Hello, World!"
+    finally:
+        loop.call_soon_threadsafe(server.close)
+        loop.stop()
+        thread.join(5)
+        loop.close()
+
+
+def test_closed_client_is_closed_on_server(serve: Any) -> None:
+    srv = serve(hello)
+    s = srv.connect()
+    s.sendall(raw_request())
+    ResponseReader(s).read()
+    assert wait_for(lambda: srv.call(lambda: srv.server.connection_count) == 1)
+    s.close()
+    assert wait_for(lambda: srv.call(lambda: srv.server.connection_count) == 0)
+
+
+def test_half_closed_client_still_gets_response(serve: Any) -> None:
+    srv = serve(echo)
+    with srv.connect() as s:
+        s.sendall(raw_request("POST", "/", body=b"half"))
+        s.shutdown(socket.SHUT_WR)
+        data = recv_all(s)
+    assert data.endswith(b"half")
