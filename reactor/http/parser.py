@@ -52,7 +52,9 @@ _CHUNK_EXT_RE = re.compile(
     + _TCHAR
     + rb"]+|\"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*\"))?)*[ \t]*"
 )
-_DIGITS_RE = re.compile(rb"[0-9]+")
+_DIGITS_RE = re.compile(r"[0-9]+")
+_OWS = " \t"
+_EMPTY_LINES_RE = re.compile(rb"(?:\r?\n)*")
 _AUTHORITY_RE = re.compile(rb"[^/?#@\s]+:[0-9]+")
 _ABSOLUTE_RE = re.compile(rb"[A-Za-z][A-Za-z0-9+\-.]*://[^/?#\s]*[\x21-\x7e]*")
 
@@ -99,7 +101,9 @@ class RequestHead:
 
 
 def _tokens(value: str) -> list[str]:
-    return [part.strip().lower() for part in value.split(",") if part.strip()]
+    # Strip OWS only (RFC 9110 5.6.1): str.strip() would also eat latin-1 \x85 and \xa0,
+    # turning "chunked\xa0" into "chunked" where another parser sees an unknown coding.
+    return [token.lower() for part in value.split(",") if (token := part.strip(_OWS))]
 
 
 class RequestParser:
@@ -108,65 +112,87 @@ class RequestParser:
     ``parse(buf, start)`` looks for a complete head beginning at ``start``. It returns
     ``(head, end)`` where ``end`` is the offset just after the head, or ``None`` when more
     bytes are needed. It remembers how far it searched, so feeding a head one byte at a time
-    costs linear time; ``reset()`` (or a successful parse) forgets it for the next head.
+    costs linear time; ``reset()`` (or a successful parse) forgets it for the next head. Every
+    search is bounded by the limits, so bytes past them are never examined.
+
+    Empty lines before the request line are skipped (RFC 9112 2.2) and count toward
+    ``max_head_bytes``, so a peer cannot make the server hold an endless run of them.
     """
 
-    __slots__ = ("_limits", "_scan", "_start")
+    __slots__ = ("_head_start", "_limits", "_line_done", "_origin", "_scan")
 
     def __init__(self, limits: Limits | None = None) -> None:
         self._limits = limits if limits is not None else Limits()
-        self._scan = 0
-        self._start = -1
+        self.reset()
 
     def reset(self) -> None:
-        self._scan = 0
-        self._start = -1
+        self._origin = -1  # the ``start`` the memo below belongs to
+        self._head_start = -1  # where the request line begins, once the empty lines are past
+        self._scan = 0  # everything before this offset has been searched
+        self._line_done = False  # whether the request line's LF has been seen
 
     def parse(self, buf: bytes | bytearray, start: int = 0) -> tuple[RequestHead, int] | None:
         limits = self._limits
         end_of_buf = len(buf)
-        # RFC 9112 2.2: a server SHOULD ignore at least one empty line (CRLF) received
-        # before the request-line.
-        while start < end_of_buf and buf[start] in (13, 10):
-            if buf[start] == 13:
-                if start + 1 >= end_of_buf:
-                    return None
-                if buf[start + 1] != 10:
-                    raise ProtocolError("bare CR before the request line")
-                start += 2
-            else:
-                start += 1
-        if start >= end_of_buf:
-            return None
-        if self._start != start:
-            self._start = start
+        if self._origin != start:
+            self.reset()
+            self._origin = start
             self._scan = start
+        max_head = limits.max_head_bytes
+        head_start = self._head_start
+        if head_start < 0:
+            # RFC 9112 2.2: a server SHOULD ignore at least one empty line (CRLF) received
+            # before the request-line.
+            empty = _EMPTY_LINES_RE.match(buf, self._scan)
+            assert empty is not None  # the pattern matches the empty string
+            pos = empty.end()
+            if pos - start > max_head:
+                raise LimitExceeded(f"request head exceeds {max_head} bytes", status=431)
+            if pos < end_of_buf and buf[pos] == 13:
+                if pos + 1 < end_of_buf:  # the regex stopped, so no LF follows
+                    raise ProtocolError("bare CR before the request line")
+                self._scan = pos
+                return None
+            self._scan = pos
+            if pos >= end_of_buf:
+                return None
+            head_start = self._head_start = pos
         scan_from = self._scan
+        max_line = limits.max_request_line
+        if not self._line_done:
+            # A request line may be max_line bytes plus its CRLF; look no further than that.
+            nl = buf.find(b"\n", scan_from, min(end_of_buf, head_start + max_line + 2))
+            if nl < 0:
+                line_len = end_of_buf - head_start
+                if buf[end_of_buf - 1] == 13:
+                    line_len -= 1
+                if line_len > max_line:
+                    raise LimitExceeded(f"request line exceeds {max_line} bytes", status=414)
+            else:
+                line_len = nl - head_start - (1 if buf[nl - 1] == 13 else 0)
+                if line_len > max_line:
+                    raise LimitExceeded(f"request line exceeds {max_line} bytes", status=414)
+                self._line_done = True
         # The head ends at the first empty line: "\n\r\n" or "\n\n" (a bare LF line ending is
-        # accepted, RFC 9112 2.2 MAY). Search only the bytes not searched before.
-        crlf = buf.find(b"\n\r\n", scan_from)
-        lf = buf.find(b"\n\n", scan_from, crlf if crlf >= 0 else end_of_buf)
+        # accepted, RFC 9112 2.2 MAY). Search only the bytes not searched before, and only as
+        # far as a head within the limit could end.
+        window = min(end_of_buf, start + max_head)
+        crlf = buf.find(b"\n\r\n", scan_from, window)
+        # "\n\n" may overlap the start of a "\n\r\n" only by ending before it: search up to
+        # crlf + 2 so that "...\n\n\r\n" ends at the first empty line.
+        lf = buf.find(b"\n\n", scan_from, crlf + 2 if crlf >= 0 else window)
         if lf >= 0:
             head_end, after = lf, lf + 2
         elif crlf >= 0:
             head_end, after = crlf, crlf + 3
         else:
-            held = end_of_buf - start
-            if held > limits.max_request_line and buf.find(b"\n", start, end_of_buf) < 0:
-                raise LimitExceeded(
-                    f"request line exceeds {limits.max_request_line} bytes", status=414
-                )
-            if held > limits.max_head_bytes:
-                raise LimitExceeded(
-                    f"request head exceeds {limits.max_head_bytes} bytes", status=431
-                )
-            self._scan = max(start, end_of_buf - 2)
+            if end_of_buf - start >= max_head:
+                # Any empty line still to come would end the head past the limit.
+                raise LimitExceeded(f"request head exceeds {max_head} bytes", status=431)
+            self._scan = max(head_start, end_of_buf - 2)
             return None
-        if after - start > limits.max_head_bytes:
-            raise LimitExceeded(f"request head exceeds {limits.max_head_bytes} bytes", status=431)
-        self._scan = 0
-        self._start = -1
-        head = self._parse_head(bytes(buf[start:head_end]))
+        self.reset()
+        head = self._parse_head(bytes(buf[head_start:head_end]))
         return head, after
 
     def _parse_head(self, block: bytes) -> RequestHead:
@@ -222,13 +248,17 @@ class RequestParser:
             items.append((name, value))
             lname = name.lower()
             if lname == "content-length":
+                # RFC 9110 8.6: a list of identical values may be taken as one value.
                 for part in value.split(","):
-                    part = part.strip()
-                    if not _DIGITS_RE.fullmatch(part.encode("latin-1")):
+                    part = part.strip(_OWS)
+                    if not _DIGITS_RE.fullmatch(part):
                         raise ProtocolError(f"invalid Content-Length {value!r}")
-                    if len(part) > 18:
+                    # Leading zeros are allowed; past 18 significant digits the value is
+                    # over any body limit (and int() of thousands of digits is refused).
+                    digits = part.lstrip("0") or "0"
+                    if len(digits) > 18:
                         raise LimitExceeded(f"Content-Length {part} is too large", status=413)
-                    length = int(part)
+                    length = int(digits)
                     if content_length is not None and content_length != length:
                         raise ProtocolError(
                             f"conflicting Content-Length values {content_length} and {length}"
@@ -243,7 +273,7 @@ class RequestParser:
             elif lname == "connection":
                 connection_tokens.extend(_tokens(value))
             elif lname == "expect":
-                expect = value.strip().lower()
+                expect = value.lower()
             elif lname == "upgrade":
                 upgrade = True
 
@@ -261,6 +291,8 @@ class RequestParser:
                 raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
             if content_length is not None:
                 raise ProtocolError("both Transfer-Encoding and Content-Length")
+            if not transfer_encoding:
+                raise ProtocolError("empty Transfer-Encoding")
             if transfer_encoding != ["chunked"]:
                 if "chunked" in transfer_encoding:
                     codings = ", ".join(transfer_encoding)
@@ -360,8 +392,12 @@ class ChunkedDecoder:
         max_out: int = -1,
     ) -> int:
         limits = self._limits
+        max_line = limits.max_chunk_line
         while pos < end:
             state = self._state
+            if state == _DONE:
+                # Bytes after the body belong to the next request, never to this one.
+                return pos
             if state == _DATA:
                 take = min(self._remaining, end - pos)
                 if out is not None:
@@ -376,28 +412,31 @@ class ChunkedDecoder:
                 if self._remaining == 0:
                     self._state = _DATA_END
                 continue
-            nl = buf.find(b"\n", pos, end)
             if state == _DATA_END:
-                if nl < 0:
-                    if end - pos >= 2:
-                        raise ProtocolError("chunk data not followed by CRLF")
-                    return pos
-                line = bytes(buf[pos:nl])
-                if line not in (b"", b"\r"):
+                # Exactly CRLF (or a bare LF) after the data; look at those two bytes only.
+                first = buf[pos]
+                if first == 10:
+                    pos += 1
+                elif first != 13:
                     raise ProtocolError("chunk data not followed by CRLF")
-                pos = nl + 1
+                elif pos + 1 >= end:
+                    return pos
+                elif buf[pos + 1] == 10:
+                    pos += 2
+                else:
+                    raise ProtocolError("chunk data not followed by CRLF")
                 self._state = _SIZE
                 continue
+            # A line may hold max_line bytes plus its LF; search no further than that.
+            nl = buf.find(b"\n", pos, min(end, pos + max_line + 1))
             if nl < 0:
-                if end - pos > limits.max_chunk_line:
+                if end - pos > max_line:
                     what = "chunk-size line" if state == _SIZE else "trailer field"
-                    raise ProtocolError(f"{what} exceeds {limits.max_chunk_line} bytes")
+                    raise ProtocolError(f"{what} exceeds {max_line} bytes")
                 return pos
             line = bytes(buf[pos:nl])
             if line.endswith(b"\r"):
                 line = line[:-1]
-            if nl - pos > limits.max_chunk_line:
-                raise ProtocolError(f"line exceeds {limits.max_chunk_line} bytes")
             pos = nl + 1
             if state == _SIZE:
                 m = _CHUNK_SIZE_RE.fullmatch(line)
