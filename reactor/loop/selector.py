@@ -199,6 +199,8 @@ class SelectorLoop:
 
     def registered_fds(self) -> int:
         """How many fds (not counting the waker) the loop watches."""
+        if self._closed:
+            return 0
         return len(self._selector.get_map()) - 1
 
     # -- callbacks and timers ---------------------------------------------------------------
@@ -236,8 +238,10 @@ class SelectorLoop:
             self._cancelled_timers > _MIN_CANCELLED_FOR_COMPACTION
             and self._cancelled_timers * 2 > len(timers)
         ):
-            self._timers = [t for t in timers if t.callback is not None]
-            heapq.heapify(self._timers)
+            # In place: run_once holds this list in a local for the whole pass, and an I/O
+            # callback may cancel timers (and so compact) before the due timers are popped.
+            timers[:] = [t for t in timers if t.callback is not None]
+            heapq.heapify(timers)
             self._cancelled_timers = 0
 
     def pending_timers(self) -> int:
@@ -315,7 +319,10 @@ class SelectorLoop:
         self._check_closed()
         ready = self._ready
         timers = self._timers
-        if ready or self._stopping:
+        # stop() needs no check here: from a callback, run() sees it after this pass; from
+        # another thread it writes the waker. Checking it would make a host that drives the
+        # loop with run_once spin after a stray stop().
+        if ready:
             timeout = 0
         elif timers:
             while timers and timers[0].callback is None:
