@@ -1,0 +1,302 @@
+"""StaticFiles: the handler that serves a directory tree over GET and HEAD.
+
+Owns mapping a request path to a file under one root (and refusing every path that would
+leave it), the directory redirect, ``index.html``, the HTML directory listing, and sending a
+file with ``Content-Type``, ``Content-Length`` and ``Last-Modified`` in bounded pieces with
+write backpressure. It must never open anything outside the root: each path is decoded
+segment by segment (``..``, encoded slashes and NUL are refused before any join), then the
+joined path is resolved with ``os.path.realpath`` and checked to be inside the resolved root,
+so symlinks that point outside are refused too. It does not parse HTTP or touch sockets; it
+speaks only the handler API (``w``, ``r``).
+
+Tests: tests/integration/test_static.py (in-process and over ``reactor serve``).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import mimetypes
+import os
+import stat
+from dataclasses import dataclass
+from email.utils import formatdate
+from urllib.parse import quote, unquote_to_bytes
+
+from .errors import BrokenConnectionError, ConnectionClosedError
+from .request import Request
+from .response import ResponseWriter
+
+__all__ = ["StaticFiles"]
+
+log = logging.getLogger("reactor.static")
+
+#: Bytes read from a file and written per step; the handler then waits for the connection's
+#: output to drain below its low-water mark, so a large file never sits in memory whole.
+CHUNK_SIZE = 64 * 1024
+
+ALLOWED_METHODS = "GET, HEAD"
+
+# The built-in table only (no /etc/mime.types): the same answer on every machine.
+_MIME = mimetypes.MimeTypes()
+
+# Types that are text without saying so in their major type.
+_TEXT_LIKE = frozenset(
+    {"application/javascript", "application/json", "application/xml", "image/svg+xml"}
+)
+
+
+class Forbidden(Exception):
+    """The request path would leave the root, or names something that cannot be served."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A request path mapped into the root: the decoded ``segments`` (no ``.``, ``..`` or
+    empty ones), the resolved filesystem ``path`` (inside the root) and whether the request
+    path ended with a slash."""
+
+    segments: tuple[str, ...]
+    path: str
+    trailing_slash: bool
+
+    @property
+    def url_path(self) -> str:
+        """The canonical, percent-encoded URL path of the target (no trailing slash)."""
+        return "/" + "/".join(quote(os.fsencode(s), safe="") for s in self.segments)
+
+
+class StaticFiles:
+    """``StaticFiles(root)`` is a handler ``(w, r)`` that serves the files under ``root``.
+
+    GET and HEAD only (others: 405 with ``Allow``). A directory is served by its
+    ``index.html`` if it has one, else by a listing (``listing=False``: 403); ``/dir`` is
+    redirected to ``/dir/``. Paths that would leave the root get 403, missing ones 404.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, index: str = "index.html", listing: bool = True
+    ) -> None:
+        real = os.path.realpath(os.fspath(root))
+        if not os.path.isdir(real):
+            raise NotADirectoryError(f"static root {os.fspath(root)!r} is not a directory")
+        self.root = real
+        self.index = index
+        self.listing = listing
+
+    def __repr__(self) -> str:
+        return f"StaticFiles({self.root!r})"
+
+    async def __call__(self, w: ResponseWriter, r: Request) -> None:
+        try:
+            await self.handle(w, r)
+        except (BrokenConnectionError, ConnectionClosedError):
+            # The client went away mid-response: nothing to answer, nothing to log as an error.
+            log.debug("%s %s: client gone", r.method, r.path)
+
+    async def handle(self, w: ResponseWriter, r: Request) -> None:
+        if r.method not in ("GET", "HEAD"):
+            w.headers.set("Allow", ALLOWED_METHODS)
+            self.send_error(w, 405, "Method Not Allowed")
+            return
+        try:
+            target = self.resolve(r.path)
+        except Forbidden as exc:
+            log.info("refused %r: %s", r.path, exc)
+            self.send_error(w, 403, "Forbidden")
+            return
+        if target is None:
+            self.send_error(w, 404, "Not Found")
+            return
+        try:
+            fd = os.open(target.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        except (FileNotFoundError, NotADirectoryError):
+            self.send_error(w, 404, "Not Found")
+            return
+        except OSError as exc:
+            log.info("cannot open %r: %s", target.path, exc)
+            self.send_error(w, 403, "Forbidden")
+            return
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                os.close(fd)
+                fd = -1
+                await self.serve_directory(w, r, target)
+            elif stat.S_ISREG(st.st_mode):
+                if target.trailing_slash:
+                    self.send_error(w, 404, "Not Found")  # "/file.txt/" names no directory
+                    return
+                await self.serve_file(w, r, fd, st, target.path)
+            else:  # FIFOs, devices, sockets
+                self.send_error(w, 403, "Forbidden")
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    # -- mapping a request path into the root ------------------------------------------------
+
+    def resolve(self, raw_path: str) -> Target | None:
+        """Map a raw (percent-encoded) request path to a Target inside the root.
+
+        Raises Forbidden for a path that tries to leave the root (``..``, an encoded ``/``,
+        NUL, a symlink out of the root) or is not an origin-form path; returns None when
+        the path cannot name a file (not decodable by the filesystem encoding)."""
+        if not raw_path.startswith("/"):
+            raise Forbidden("not an absolute path")
+        segments: list[str] = []
+        for raw in raw_path.split("/"):
+            try:
+                decoded = os.fsdecode(unquote_to_bytes(raw))
+            except UnicodeError:
+                return None
+            if "/" in decoded or (os.sep == "\\" and "\\" in decoded):
+                raise Forbidden("encoded path separator")
+            if "\0" in decoded:
+                raise Forbidden("NUL in path")
+            if decoded == "..":
+                raise Forbidden("'..' segment")
+            if decoded in ("", "."):
+                continue
+            segments.append(decoded)
+        joined = os.path.join(self.root, *segments)
+        real = os.path.realpath(joined)
+        if not self.contains(real):
+            raise Forbidden(f"resolves to {real!r}, outside the root")
+        return Target(tuple(segments), real, raw_path.endswith("/"))
+
+    def contains(self, real_path: str) -> bool:
+        """Whether a resolved path is the root or inside it."""
+        root = self.root
+        if real_path == root:
+            return True
+        prefix = root if root.endswith(os.sep) else root + os.sep
+        return real_path.startswith(prefix)
+
+    # -- files -------------------------------------------------------------------------------
+
+    async def serve_file(
+        self, w: ResponseWriter, r: Request, fd: int, st: os.stat_result, path: str
+    ) -> None:
+        """Send a regular file: headers first (the framing is its length), then the bytes in
+        ``CHUNK_SIZE`` pieces, waiting for the output to drain between them."""
+        size = st.st_size
+        w.headers.set("Content-Type", self.content_type(path))
+        w.headers.set("Content-Length", str(size))
+        w.headers.set("Last-Modified", formatdate(st.st_mtime, usegmt=True))
+        w.write_header(200)
+        if r.method == "HEAD" or size == 0:
+            return
+        os.set_blocking(fd, True)
+        remaining = size
+        while remaining > 0:
+            chunk = os.read(fd, min(CHUNK_SIZE, remaining))
+            if not chunk:
+                # The file shrank since fstat: the response falls short of its length and the
+                # server aborts the connection, which is what the client must see.
+                log.warning("%r shrank while being sent (%d bytes missing)", path, remaining)
+                return
+            remaining -= len(chunk)
+            w.write(chunk)
+            await w.drain()
+
+    def content_type(self, path: str) -> str:
+        """``Content-Type`` for a file name: the built-in mimetypes table; text gets
+        ``charset=utf-8``; unknown types are ``application/octet-stream``."""
+        ctype, encoding = _MIME.guess_type(path, strict=False)
+        if encoding is not None:
+            # foo.tar.gz is gzip bytes, not a tar served with Content-Encoding.
+            ctype = {"gzip": "application/gzip", "bzip2": "application/x-bzip2"}.get(
+                encoding, "application/octet-stream"
+            )
+        if ctype is None:
+            return "application/octet-stream"
+        if ctype.startswith("text/") or ctype in _TEXT_LIKE:
+            return f"{ctype}; charset=utf-8"
+        return ctype
+
+    # -- directories -------------------------------------------------------------------------
+
+    async def serve_directory(self, w: ResponseWriter, r: Request, target: Target) -> None:
+        if not target.trailing_slash:
+            location = target.url_path.rstrip("/") + "/"
+            if r.query:
+                location += "?" + r.query
+            w.headers.set("Location", location)
+            self.send_error(w, 301, "Moved Permanently")
+            return
+        index = os.path.join(target.path, self.index)
+        try:
+            fd = os.open(index, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                st = os.fstat(fd)
+                real = os.path.realpath(index)
+                if stat.S_ISREG(st.st_mode) and self.contains(real):
+                    await self.serve_file(w, r, fd, st, real)
+                    return
+            finally:
+                os.close(fd)
+        if not self.listing:
+            self.send_error(w, 403, "Forbidden")
+            return
+        try:
+            body = self.render_listing(target)
+        except OSError as exc:
+            log.info("cannot list %r: %s", target.path, exc)
+            self.send_error(w, 403, "Forbidden")
+            return
+        w.headers.set("Content-Type", "text/html; charset=utf-8")
+        w.headers.set("Content-Length", str(len(body)))
+        w.write_header(200)
+        if r.method != "HEAD":
+            w.write(body)
+
+    def render_listing(self, target: Target) -> bytes:
+        """The HTML listing of a directory: names html-escaped, links percent-encoded,
+        directories with a trailing slash, sizes in bytes."""
+        entries: list[tuple[str, bool, int]] = []
+        with os.scandir(target.path) as it:
+            for entry in it:
+                try:
+                    is_dir = entry.is_dir()
+                    size = -1 if is_dir else entry.stat().st_size
+                except OSError:  # a dangling symlink, or one we may not stat
+                    is_dir, size = False, -1
+                entries.append((entry.name, is_dir, size))
+        entries.sort(key=lambda e: (not e[1], e[0]))
+        title = html.escape(_display(target.url_path.rstrip("/") + "/"))
+        lines = [
+            "<!DOCTYPE html>",
+            '<html><head><meta charset="utf-8">',
+            f"<title>Index of {title}</title></head>",
+            f"<body><h1>Index of {title}</h1>",
+            "<table>",
+            "<tr><th>Name</th><th>Size</th></tr>",
+        ]
+        if target.segments:
+            lines.append('<tr><td><a href="../">../</a></td><td>-</td></tr>')
+        for name, is_dir, size in entries:
+            slash = "/" if is_dir else ""
+            href = html.escape(quote(os.fsencode(name), safe="") + slash)
+            text = html.escape(os.fsencode(name).decode("utf-8", "replace") + slash)
+            shown = "-" if size < 0 else str(size)
+            lines.append(f'<tr><td><a href="{href}">{text}</a></td><td>{shown}</td></tr>')
+        lines.append("</table></body></html>")
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def send_error(self, w: ResponseWriter, status: int, reason: str) -> None:
+        body = f"{status} {reason}\n".encode()
+        w.headers.set("Content-Type", "text/plain; charset=utf-8")
+        w.headers.set("Content-Length", str(len(body)))
+        w.write_header(status)
+        w.write(body)
+
+
+def _display(url_path: str) -> str:
+    """A percent-encoded path as a person reads it."""
+    return os.fsencode(os.fsdecode(unquote_to_bytes(url_path))).decode("utf-8", "replace")
