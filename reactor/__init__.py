@@ -12,6 +12,7 @@ from .errors import (
     HijackedError,
     LimitExceeded,
     LoopClosedError,
+    NotSupportedError,
     ProtocolError,
     ReactorError,
 )
@@ -19,7 +20,7 @@ from .http.headers import Headers
 from .http.state import HookState
 from .loop import CancelledError, Future, SelectorLoop, Task, TimerHandle
 from .request import Body, Request, StreamingBody
-from .response import ResponseWriter
+from .response import ResponseWriter, hijack
 from .run import serve
 from .server import Server, streaming
 
@@ -36,6 +37,7 @@ __all__ = [
     "LimitExceeded",
     "Limits",
     "LoopClosedError",
+    "NotSupportedError",
     "ProtocolError",
     "ReactorError",
     "Reader",
@@ -48,6 +50,7 @@ __all__ = [
     "Task",
     "TimerHandle",
     "Writer",
+    "hijack",
     "serve",
     "streaming",
 ]

@@ -243,6 +243,9 @@ class Connection:
                 try:
                     parsed = self._parser.parse(reader._buf, reader._pos)
                 except ProtocolError as exc:
+                    if state is IDLE:
+                        self._set_state(READING_HEAD)
+                        self._hook(HookState.ACTIVE)
                     self._reject(exc)
                     return
                 if parsed is None:
@@ -362,12 +365,18 @@ class Connection:
             self._flush_now()
 
     def _handler_failed(self, exc: BaseException) -> None:
-        log.error("handler raised", exc_info=(type(exc), exc, exc.__traceback__))
-        # The traceback's frames hold the handler's locals (w, r): clear them so a logged
-        # (or captured) exception pins neither the request nor the connection.
-        traceback.clear_frames(exc.__traceback__)
+        # Log the traceback as text, from the handler's frame down. A traceback object in a
+        # log record would keep every frame of the stack alive (a frame holds its caller,
+        # and ours hold this connection) for as long as a handler keeps the record; as text
+        # it pins nothing. The handler's frames are cleared too: they hold its locals (w, r).
+        tb = exc.__traceback__
+        if tb is not None and tb.tb_frame.f_code is Connection._dispatch.__code__:
+            tb = tb.tb_next
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
         exc.__traceback__ = None
-        del exc
+        traceback.clear_frames(tb)
+        del exc, tb
+        log.error("handler raised\n%s", text.rstrip())
         response = self._response
         if self._hijacked or self.state is CLOSED or response is None:
             self._end_request()
@@ -656,6 +665,9 @@ class Connection:
         self._hook(HookState.CLOSED)
         if self._response is None:
             self._head = None
+
+    def _closed_under_handler(self) -> bool:
+        return self.state is CLOSED
 
     def close(self) -> None:
         """Close the connection now (used by the server's close and shutdown)."""

@@ -11,6 +11,7 @@ status hints), tests/integration/test_hijack.py (the Closed family).
     |   +-- HijackedError           the response's connection was hijacked
     +-- BrokenConnectionError       the peer or the OS broke it (reset, EOF mid-message)
     +-- LoopClosedError             the loop was closed; it runs nothing more
+    +-- NotSupportedError           the response writer (or its wrappers) cannot do that
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "HijackedError",
     "LimitExceeded",
     "LoopClosedError",
+    "NotSupportedError",
     "ProtocolError",
     "ReactorError",
 ]
@@ -63,3 +65,8 @@ class BrokenConnectionError(ReactorError):
 
 class LoopClosedError(ReactorError):
     """The loop was closed; it accepts no more work."""
+
+
+class NotSupportedError(ReactorError):
+    """No layer of a (wrapped) response writer supports the operation (Go's
+    ErrNotSupported, HIJACK-SPEC B18)."""

@@ -32,7 +32,7 @@ class Body:
     and ``b""`` at the end.
     """
 
-    __slots__ = ("_conn", "_decoder", "_framing", "_remaining", "trailers")
+    __slots__ = ("__weakref__", "_conn", "_decoder", "_framing", "_remaining", "trailers")
 
     def __init__(self, conn: Connection | None, framing: int, length: int) -> None:
         self._conn = conn

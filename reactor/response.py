@@ -15,7 +15,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .buffers import BufferPair
-from .errors import ConnectionClosedError, HijackedError
+from .errors import BrokenConnectionError, ConnectionClosedError, HijackedError, NotSupportedError
 from .http.headers import Headers
 from .http.serialize import LAST_CHUNK, encode_fields, status_line
 from .loop.futures import Future
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from .connection import Connection
 
-__all__ = ["ResponseWriter"]
+__all__ = ["ResponseWriter", "hijack"]
 
 log = logging.getLogger("reactor.server")
 
@@ -182,6 +182,9 @@ class ResponseWriter:
     def _check_open(self) -> None:
         if self._finished:
             raise ConnectionClosedError("the response is finished")
+        conn = self._conn
+        if conn is not None and conn._closed_under_handler():
+            raise BrokenConnectionError("the client connection is closed")
 
     def _send_head(self, final: bool) -> None:
         conn = self._conn
@@ -310,3 +313,19 @@ def _parse_length(value: str) -> int:
     if not value.isdigit():
         raise ValueError(f"invalid Content-Length header {value!r}")
     return int(value)
+
+
+def hijack(w: object) -> tuple[socket.socket, BufferPair]:
+    """Hijack through wrappers (Go's ResponseController.Hijack): call ``w.hijack()``, or walk
+    ``w.unwrap()`` until a layer has ``hijack``; NotSupportedError when none has."""
+    seen = 0
+    while True:
+        method = getattr(w, "hijack", None)
+        if callable(method):
+            result: tuple[socket.socket, BufferPair] = method()
+            return result
+        unwrap = getattr(w, "unwrap", None)
+        if not callable(unwrap) or seen > 100:
+            raise NotSupportedError(f"{type(w).__name__} does not support hijack()")
+        w = unwrap()
+        seen += 1

@@ -25,7 +25,9 @@ __all__ = [
 
 _REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
 _STATUS_LINES: dict[tuple[int, str], bytes] = {}
-_BAD_FIELD_RE = re.compile(r"[\r\n\x00]")
+# RFC 9110 5.5: a field value is VCHAR, obs-text, SP and HTAB; CR and LF would split the
+# message, and a sender MUST NOT generate the other controls either.
+_BAD_FIELD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 LAST_CHUNK = b"0\r\n\r\n"
@@ -48,8 +50,9 @@ def status_line(status: int, version: str = "HTTP/1.1") -> bytes:
 
 
 def encode_fields(fields: Iterable[tuple[str, str]]) -> bytes:
-    """Encode header fields; a name that is not a token or a value with CR, LF or NUL
-    raises ValueError (it would split the response)."""
+    """Encode header fields; a name that is not a token, or a value with a control character
+    (CR, LF, NUL, any CTL but HTAB) or a character outside latin-1, raises ValueError: CR and
+    LF would split the response."""
     parts = []
     for name, value in fields:
         if _TOKEN_RE.fullmatch(name) is None:
@@ -57,11 +60,20 @@ def encode_fields(fields: Iterable[tuple[str, str]]) -> bytes:
         if _BAD_FIELD_RE.search(value):
             raise ValueError(f"invalid character in header {name!r} value {value!r}")
         parts.append(f"{name}: {value}\r\n")
-    return "".join(parts).encode("latin-1")
+    text = "".join(parts)
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end]
+        raise ValueError(f"header field has a character outside latin-1: {bad!r}") from None
 
 
 def encode_chunk(data: bytes | bytearray | memoryview) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
+    """One chunk; empty data encodes to nothing, since a zero-size chunk is the last chunk."""
+    size = memoryview(data).nbytes
+    if not size:
+        return b""
+    return b"%x\r\n%b\r\n" % (size, data)
 
 
 class DateCache:

@@ -59,8 +59,15 @@ class Future(Generic[T]):
             raise CancelledError()
         if self._state == _PENDING:
             raise InvalidStateError("result is not ready")
-        if self._exception is not None:
-            raise self._exception
+        exc = self._exception
+        if exc is not None:
+            # Raise with no local holding the future (or the exception): the traceback keeps
+            # this frame, and future -> exception -> traceback -> frame -> future is a cycle.
+            del self
+            try:
+                raise exc
+            finally:
+                del exc
         return self._result  # type: ignore[return-value]
 
     def exception(self) -> BaseException | None:
@@ -117,6 +124,16 @@ class Future(Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         if self._state == _PENDING:
             yield self
+        exc = self._exception
+        if exc is not None:
+            # As in result(): the awaiting task resumes this generator with send(None) rather
+            # than throwing the exception in at the yield, so that it is raised here, after
+            # this frame let go of the future.
+            del self
+            try:
+                raise exc
+            finally:
+                del exc
         return self.result()
 
     __iter__ = __await__
@@ -166,9 +183,10 @@ class Task(Future[T]):
         except BaseException as error:  # the task owns the coroutine's failure
             self._coro = None
             # Cut this frame out of the traceback: it holds ``self`` and would make a cycle
-            # task -> exception -> traceback -> frame -> task.
-            tb = error.__traceback__
-            error.__traceback__ = tb.tb_next if tb is not None else None
+            # task -> exception -> traceback -> frame -> task. No local may hold that
+            # traceback either: frame -> local -> traceback -> frame is a cycle too.
+            if error.__traceback__ is not None:
+                error.__traceback__ = error.__traceback__.tb_next
             super().set_exception(error)
             if not isinstance(error, Exception):
                 raise
@@ -189,14 +207,9 @@ class Task(Future[T]):
             del exc
 
     def _wakeup(self, future: Future[Any]) -> None:
-        if future.cancelled():
-            self._step(CancelledError())
-            return
-        error = future._exception
-        if error is not None:
-            self._step(error)
-        else:
-            self._step(None)
+        # Resume, never throw: Future.__await__ raises the future's exception (or
+        # CancelledError) itself, without its frame holding the future.
+        self._step(None)
 
     def __repr__(self) -> str:
         state = ("pending", "done", "cancelled")[self._state]
