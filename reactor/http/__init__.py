@@ -6,7 +6,14 @@ Imports no socket, selectors or loop module (tests/http/test_sans_io.py checks i
 from .headers import Headers
 from .limits import Limits
 from .parser import BODY_CHUNKED, BODY_LENGTH, BODY_NONE, ChunkedDecoder, RequestHead, RequestParser
-from .serialize import DateCache, encode_chunk, encode_fields, serialize_request, status_line
+from .serialize import (
+    DateCache,
+    encode_chunk,
+    encode_fields,
+    http_date,
+    serialize_request,
+    status_line,
+)
 from .state import TRANSITIONS, ConnState, HookState, check_transition
 
 __all__ = [
@@ -25,6 +32,7 @@ __all__ = [
     "check_transition",
     "encode_chunk",
     "encode_fields",
+    "http_date",
     "serialize_request",
     "status_line",
 ]

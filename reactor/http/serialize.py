@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
-from email.utils import formatdate
 from http import HTTPStatus
 
 __all__ = [
@@ -18,6 +17,7 @@ __all__ = [
     "DateCache",
     "encode_chunk",
     "encode_fields",
+    "http_date",
     "reason_phrase",
     "serialize_request",
     "status_line",
@@ -76,6 +76,22 @@ def encode_chunk(data: bytes | bytearray | memoryview) -> bytes:
     return b"%x\r\n%b\r\n" % (size, data)
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(timestamp: float) -> str:
+    """The IMF-fixdate of RFC 9110 5.6.7, ``Sun, 06 Nov 1994 08:49:37 GMT``.
+
+    Formatted here rather than with email.utils.formatdate: importing email.utils imports
+    socket, and this package must not load it (tests/http/test_sans_io.py)."""
+    t = time.gmtime(timestamp)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
 class DateCache:
     """The IMF-fixdate for ``Date``, formatted at most once a second."""
 
@@ -90,7 +106,7 @@ class DateCache:
         second = int(now)
         if second != self._second:
             self._second = second
-            self._value = formatdate(second, usegmt=True)
+            self._value = http_date(second)
         return self._value
 
 
