@@ -73,7 +73,7 @@ def encode_chunk(data: bytes | bytearray | memoryview) -> bytes:
     size = memoryview(data).nbytes
     if not size:
         return b""
-    return b"%x\r\n%b\r\n" % (size, data)
+    return b"".join((b"%x\r\n" % size, data, b"\r\n"))
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
