@@ -319,6 +319,23 @@ def test_only_one_reader_at_a_time(loop: SelectorLoop, peers: list[socket.socket
     stream.close()
 
 
+def test_a_cancelled_read_loses_no_bytes(loop: SelectorLoop, peers: list[socket.socket]) -> None:
+    stream, peer = make_stream(loop, peers)
+
+    async def main() -> tuple[bool, bytes]:
+        reading = loop.spawn(stream.read(10))
+        await loop.sleep(0.01)
+        reading.cancel()
+        await loop.sleep(0.01)
+        peer.sendall(b"kept")
+        await loop.sleep(0.01)
+        return reading.cancelled(), await stream.read(10)
+
+    assert run(loop, main()) == (True, b"kept")
+    assert loop.registered_fds() == 0
+    stream.close()
+
+
 def test_connection_reset_is_a_broken_connection(
     loop: SelectorLoop, peers: list[socket.socket]
 ) -> None:
@@ -556,6 +573,34 @@ def test_stream_is_freed_after_close_without_the_cyclic_collector(
         assert b"".join(got) == b"helddata"
         _assert_freed(ref)
         assert loop.registered_fds() == 0
+
+        # 4. A connection reset: the stored error must not hold the frame that caught it.
+        stream, peer = make_stream(loop, peers, held=b"held", pair=tcp_pair())
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+
+        async def broken(s: Stream) -> int:
+            errors = 0
+            await s.read()
+            try:
+                await s.read()
+            except BrokenConnectionError:
+                errors += 1
+            try:
+                s.write(b"x")
+            except BrokenConnectionError:
+                errors += 1
+            try:
+                await s.drain()
+            except BrokenConnectionError:
+                errors += 1
+            return errors
+
+        assert run(loop, broken(stream)) == 3
+        stream.close()
+        ref = weakref.ref(stream)
+        del stream
+        _assert_freed(ref)
     finally:
         gc.enable()
 
