@@ -195,14 +195,7 @@ class Task(Future[T]):
                 self._waiting_on = yielded
                 yielded.add_done_callback(self._wakeup)
             else:
-                self._loop.call_soon(
-                    self._step,
-                    TypeError(
-                        f"a coroutine on reactor's native loop awaited {yielded!r}, which is not "
-                        "a reactor Future; use loop.sleep()/loop.create_future(), or run on "
-                        "the asyncio backend to await asyncio objects"
-                    ),
-                )
+                self._loop.call_soon(self._step, TypeError(_foreign_await_message(coro, yielded)))
         finally:
             del exc
 
@@ -214,3 +207,20 @@ class Task(Future[T]):
     def __repr__(self) -> str:
         state = ("pending", "done", "cancelled")[self._state]
         return f"<Task {state} {self._coro!r}>"
+
+
+def _foreign_await_message(coro: Coroutine[Any, Any, Any], yielded: object) -> str:
+    """Name what the coroutine awaited: the chain of awaitables down to the one that yielded
+    ``yielded`` (``asyncio.sleep(0)`` yields a bare None from inside its own coroutine)."""
+    chain: list[str] = []
+    obj = getattr(coro, "cr_await", None)
+    while obj is not None and len(chain) < 8:
+        chain.append(repr(obj))
+        inner = getattr(obj, "cr_await", None)
+        obj = inner if inner is not None else getattr(obj, "gi_yieldfrom", None)
+    awaited = " -> ".join(chain) if chain else "something"
+    return (
+        f"a coroutine on reactor's native loop awaited {awaited}, which yielded {yielded!r}, "
+        "not a reactor Future; await loop.sleep()/loop.create_future() results here, or run "
+        "on the asyncio backend to await asyncio objects"
+    )

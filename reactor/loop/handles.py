@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .futures import Future
     from .selector import SelectorLoop
 
 __all__ = ["Handle", "TimerHandle"]
@@ -69,3 +70,8 @@ class TimerHandle(Handle):
             self._loop = None
             if loop is not None:
                 loop._timer_cancelled()
+
+    def _cancel_if_cancelled(self, fut: Future[Any]) -> None:
+        """Done callback of a ``loop.sleep()`` future: a cancelled sleep needs no timer."""
+        if fut.cancelled():
+            self.cancel()

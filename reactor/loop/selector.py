@@ -267,12 +267,17 @@ class SelectorLoop:
     def spawn(self, coro: Coroutine[Any, Any, T]) -> Task[T]:
         """Run a coroutine as a task on this loop; it starts on the next pass."""
         self._check_closed()
+        if not isinstance(coro, Coroutine):
+            raise TypeError(f"spawn() needs a coroutine, got {coro!r}")
         return Task(self, coro)
 
     def sleep(self, delay: float, result: T | None = None) -> Future[T | None]:
         """A future done ``delay`` seconds from now: ``await loop.sleep(0.1)``."""
         fut: Future[T | None] = Future(self)
-        self.call_later(delay, _set_result_unless_done, fut, result)
+        timer = self.call_later(delay, _set_result_unless_done, fut, result)
+        # A cancelled sleep (its task was cancelled) disarms its timer at once, so that it
+        # neither counts in pending_timers() nor holds the future until it would have fired.
+        fut.add_done_callback(timer._cancel_if_cancelled)
         return fut
 
     # -- signals ---------------------------------------------------------------------------
@@ -394,9 +399,17 @@ class SelectorLoop:
     def run_until_complete(self, future: Future[T] | Coroutine[Any, Any, T]) -> T:
         """Run until ``future`` (or a coroutine, spawned as a task) is done; return its result."""
         fut: Future[T] = future if isinstance(future, Future) else self.spawn(future)
-        fut.add_done_callback(lambda _: self.stop())
-        self.run()
+        fut.add_done_callback(self._stop_when_done)
+        try:
+            self.run()
+        finally:
+            fut.remove_done_callback(self._stop_when_done)
+        if not fut.done():
+            raise RuntimeError("the loop stopped before the future completed")
         return fut.result()
+
+    def _stop_when_done(self, fut: Future[Any]) -> None:
+        self.stop()
 
     def stop(self) -> None:
         """Make ``run()`` return after the current pass. Safe from any thread."""
