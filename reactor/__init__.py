@@ -23,6 +23,7 @@ from .request import Body, Request, StreamingBody
 from .response import ResponseWriter, hijack
 from .run import serve
 from .server import Server, streaming
+from .stream import IncompleteReadError, LineTooLongError, Stream, StreamClosed
 
 __all__ = [
     "Body",
@@ -34,8 +35,10 @@ __all__ = [
     "Headers",
     "HijackedError",
     "HookState",
+    "IncompleteReadError",
     "LimitExceeded",
     "Limits",
+    "LineTooLongError",
     "LoopClosedError",
     "NotSupportedError",
     "ProtocolError",
@@ -46,6 +49,8 @@ __all__ = [
     "SelectorLoop",
     "Server",
     "ServerConfig",
+    "Stream",
+    "StreamClosed",
     "StreamingBody",
     "Task",
     "TimerHandle",

@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from .buffers import RECV_SIZE, BufferPair, Reader, Writer
+from .buffers import BufferPair, Reader, Writer
 from .errors import BrokenConnectionError, ConnectionClosedError, ProtocolError
 from .http.parser import (
     BODY_CHUNKED,
@@ -169,16 +169,16 @@ class Connection:
 
     def _on_readable(self) -> None:
         try:
-            data = self._sock.recv(RECV_SIZE)
+            n = self._sock.recv_into(self._server._scratch)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self._on_peer_gone(exc)
             return
-        if not data:
+        if not n:
             self._on_peer_gone(None)
             return
-        self._reader._feed(data)
+        self._reader._feed(self._server._scratch[:n].tobytes())
         state = self.state
         if state is IDLE or state is READING_HEAD:
             self._process()
