@@ -189,13 +189,15 @@ class SelectorLoop:
             return
         fileno = _fileno(fd)
         try:
-            key = self._selector.unregister(fileno)
+            key = self._selector.get_key(fileno)
         except (KeyError, ValueError):
             return
         entry = key.data
-        if entry is not None:
-            entry.reader = entry.writer = None
-            entry.reader_args = entry.writer_args = ()
+        if entry is None:  # the loop's own waker is not the caller's to remove
+            return
+        self._selector.unregister(fileno)
+        entry.reader = entry.writer = None
+        entry.reader_args = entry.writer_args = ()
 
     def registered_fds(self) -> int:
         """How many fds (not counting the waker) the loop watches."""

@@ -479,8 +479,23 @@ def test_reader_removed_by_an_earlier_callback_in_the_same_pass_is_not_called(
 
 
 def test_waker_fd_cannot_be_taken_over(selector_loop: SelectorLoop) -> None:
+    waker = selector_loop._waker_r.fileno()
     with pytest.raises(ValueError, match="waker"):
-        selector_loop.add_reader(selector_loop._waker_r.fileno(), lambda: None)
+        selector_loop.add_reader(waker, lambda: None)
+    with pytest.raises(ValueError, match="waker"):
+        selector_loop.add_writer(waker, lambda: None)
+    assert selector_loop.remove_reader(waker) is False
+    selector_loop.remove_fd(waker)
+    # The waker still works: a thread-safe call wakes a blocking run_once.
+    seen: list[int] = []
+    caller = threading.Timer(0.02, selector_loop.call_soon_threadsafe, (seen.append, 1))
+    caller.start()
+    started = time.monotonic()
+    selector_loop.run_once(5)
+    selector_loop.run_once(0)
+    caller.join(5)
+    assert seen == [1]
+    assert time.monotonic() - started < 2
 
 
 # -- errors in callbacks -----------------------------------------------------------------------
