@@ -191,6 +191,9 @@ _LIMIT_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
 ]
 
 
+_METAVARS: dict[Callable[[str], Any], str] = {_seconds: "SECONDS", _size: "BYTES"}
+
+
 def _default(dest: str) -> Any:
     if dest.startswith("limits."):
         return getattr(_DEFAULT_LIMITS, dest.removeprefix("limits."))
@@ -198,16 +201,19 @@ def _default(dest: str) -> Any:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    groups = (("timeouts", _TIMEOUT_FLAGS), ("limits", _LIMIT_FLAGS))
-    for title, flags in groups:
-        group = parser.add_argument_group(title)
+    groups = (
+        ("timeouts", _TIMEOUT_FLAGS, "Seconds; fractions allowed."),
+        ("limits", _LIMIT_FLAGS, "BYTES takes a K, M or G suffix (binary: 64K is 65536)."),
+    )
+    for title, flags, description in groups:
+        group = parser.add_argument_group(title, description)
         for flag, dest, parse, text in flags:
             group.add_argument(
                 flag,
                 dest=dest,
                 type=parse,
                 default=None,
-                metavar="SECONDS" if parse is _seconds else "N",
+                metavar=_METAVARS.get(parse, "N"),
                 help=f"{text} (default: {_default(dest)})",
             )
     group = parser.add_argument_group("responses and logging")
