@@ -422,6 +422,8 @@ class Connection:
             complete = False
         request._detach()
         response._detach()
+        if self.state is CLOSED:  # sending the rest of the response found the peer gone
+            return
         if not ok:
             self._abort()
             return

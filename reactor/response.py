@@ -130,7 +130,9 @@ class ResponseWriter:
             self._body_size += n
             conn = self._conn
             assert conn is not None
-            if self._body_size > conn._config.response_buffer and self._declared_length < 0:
+            if self._body_size > conn._config.response_buffer:
+                # Commit to a framing (the declared length, else chunked) and stream the
+                # rest: a handler writing a large body must not make us hold all of it.
                 self._send_head(final=False)
             return n
         self._write_body(data)
