@@ -22,8 +22,8 @@ serve: $(VENV)/.base
 	$(VENV)/bin/reactor serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.test
-	$(VENV)/bin/ruff check reactor tests tools docs/examples
-	$(VENV)/bin/ruff format --check reactor tests tools docs/examples
+	$(VENV)/bin/ruff check reactor tests tools docs
+	$(VENV)/bin/ruff format --check reactor tests tools docs
 
 typecheck: $(VENV)/.test
 	$(VENV)/bin/mypy --strict reactor
