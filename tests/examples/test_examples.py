@@ -216,3 +216,255 @@ def test_websocket_plain_request_gets_426(ws_server: Any) -> None:
     assert (resp.status, resp.getheader("Upgrade")) == (426, "websocket")
     assert resp.read() == b"this is a WebSocket echo endpoint\n"
     conn.close()
+
+
+# -- connect_proxy ----------------------------------------------------------------------------
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"upstream body for {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def http_upstream() -> Iterator[int]:
+    """An ordinary HTTP/1.0 server (http.server) on 127.0.0.1:0; yields its port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@contextmanager
+def tcp_upstream(serve: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A one-connection TCP server on 127.0.0.1:0 running ``serve(conn)`` in a thread."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(10)
+                serve(conn)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        thread.join(15)
+        listener.close()
+    assert not thread.is_alive() and not errors, errors
+
+
+def echo_until_eof(conn: socket.socket) -> None:
+    while data := conn.recv(MiB):
+        conn.sendall(data)
+
+
+@pytest.fixture
+def proxy() -> Iterator[Any]:
+    with serve_example(connect_proxy.make_handler) as srv:
+        yield srv
+
+
+def open_tunnel(proxy: Any, port: int, first: bytes = b"") -> socket.socket:
+    s = socket.create_connection(proxy.address, timeout=5)
+    s.sendall(
+        f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode() + first
+    )
+    established = b"HTTP/1.1 200 Connection Established\r\n\r\n"
+    assert recv_exactly(s, len(established)) == established
+    return s
+
+
+def test_proxy_carries_curl_to_the_upstream(proxy: Any) -> None:
+    with http_upstream() as port:
+        url = f"http://127.0.0.1:{port}/through/the/tunnel"
+        cmd = ["/usr/bin/curl", "-sS", "--max-time", "10", "-p", "-x", proxy.url, url]
+        env = {"PATH": os.environ.get("PATH", ""), "NO_PROXY": "", "no_proxy": ""}
+        out = subprocess.run(cmd, capture_output=True, timeout=15, env=env, check=False)
+        assert (out.returncode, out.stderr) == (0, b"")
+        assert out.stdout == b"upstream body for /through/the/tunnel\n"
+        assert proxy.sessions.started == 1  # it went through the proxy
+
+
+def test_proxy_forwards_bytes_sent_with_the_connect_head(proxy: Any) -> None:
+    with http_upstream() as port:
+        get = f"GET /early HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        with open_tunnel(proxy, port, first=get) as s:  # the head and the GET in one sendall
+            reply = recv_to_eof(s)  # HTTP/1.0: the upstream closes, the proxy passes it on
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert body == b"upstream body for /early\n"
+
+
+def test_proxy_bulk_echo_both_ways_with_half_close(proxy: Any) -> None:
+    payload = hashlib.sha256(b"bulk").digest() * (4 * MiB // 32)
+    with tcp_upstream(echo_until_eof) as port, open_tunnel(proxy, port) as s:
+        # The client's EOF must reach the upstream (which then closes) and the upstream's
+        # EOF must come back: recv_to_eof only returns if both half-closes were passed on.
+        sender = threading.Thread(target=lambda: (s.sendall(payload), s.shutdown(socket.SHUT_WR)))
+        sender.start()
+        echoed = recv_to_eof(s)
+        sender.join(10)
+    assert len(echoed) == len(payload) and echoed == payload
+
+
+def test_proxy_applies_backpressure_to_the_client(proxy: Any) -> None:
+    """The upstream reads nothing: the proxy must stop reading the client, so the client's
+    sends eventually block instead of the proxy buffering everything."""
+    release = threading.Event()
+    sent = 0
+
+    def stall(conn: socket.socket) -> None:
+        release.wait(20)
+
+    chunk = b"x" * MiB
+    with tcp_upstream(stall) as port:
+        with open_tunnel(proxy, port) as s:
+            s.settimeout(0.5)
+            try:
+                while sent < 256 * MiB:
+                    sent += s.send(chunk)
+            except TimeoutError:
+                pass
+        release.set()  # the upstream closes with data unread: the proxy sees the reset
+    # Kernel buffers on both legs hold a few MiB at most; 256 MiB would mean no backpressure.
+    assert 0 < sent < 64 * MiB
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (b"CONNECT 192.0.2.1:80 HTTP/1.1\r\nHost: 192.0.2.1:80\r\n\r\n", 403),
+        (b"CONNECT example.com:80 HTTP/1.1\r\nHost: example.com:80\r\n\r\n", 400),
+        (b"CONNECT 127.0.0.1:99999 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+    ],
+)
+def test_proxy_refuses(proxy: Any, request_head: bytes, status: int) -> None:
+    with socket.create_connection(proxy.address, timeout=5) as s:
+        s.sendall(request_head)
+        head = recv_until(s, b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status)
+    assert proxy.sessions.started == 1
+
+
+def test_proxy_answers_502_when_the_upstream_refuses(proxy: Any) -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: the connect is refused
+    with socket.create_connection(proxy.address, timeout=5) as s:
+        s.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = recv_until(s, b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 502 ")
+
+
+# -- thread_handoff ---------------------------------------------------------------------------
+
+UPGRADE_LINES = b"GET /lines HTTP/1.1\r\nHost: x\r\nUpgrade: lines\r\nConnection: Upgrade\r\n\r\n"
+
+
+def session_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "serve_lines" in t.name]
+
+
+@pytest.fixture
+def handoff() -> Iterator[RunningServer]:
+    with serve_in_thread(thread_handoff.handler) as srv:
+        yield srv
+        wait_until(lambda: not session_threads(), "the session threads to end")
+
+
+def upgrade_to_lines(srv: RunningServer, first: bytes = b"") -> tuple[socket.socket, bytes]:
+    s = srv.connect()
+    s.sendall(UPGRADE_LINES + first)
+    head, _, rest = recv_until(s, b"\r\n\r\n").partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"\r\nUpgrade: lines\r\n" in head + b"\r\n"
+    return s, rest
+
+
+def test_handoff_serves_lines_from_a_thread(handoff: RunningServer) -> None:
+    s, rest = upgrade_to_lines(handoff, first=b"sent with the upgrade\nand a second\n")
+    with s:
+        expected = b"SENT WITH THE UPGRADE\nAND A SECOND\n"
+        assert rest + recv_exactly(s, len(expected) - len(rest)) == expected
+        s.sendall(b"hello ")  # a line in two writes
+        time.sleep(0.02)
+        s.sendall(b"thread\n")
+        assert recv_exactly(s, 13) == b"HELLO THREAD\n"
+        s.sendall(b"QUIT\n")
+        assert recv_to_eof(s, 5) == b"BYE\n"
+
+
+def test_handoff_leaves_the_loop_free(handoff: RunningServer) -> None:
+    """Two sessions sit in blocking reads in their threads; the loop still answers at once."""
+    a, _ = upgrade_to_lines(handoff)
+    b, _ = upgrade_to_lines(handoff)
+    with a, b:
+        wait_until(lambda: len(session_threads()) == 2, "two session threads")
+        for _ in range(5):
+            started = time.monotonic()
+            conn = http.client.HTTPConnection(*handoff.address, timeout=5)
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (200, b"hello from the loop\n")
+            conn.close()
+            assert time.monotonic() - started < 1.0
+        b.sendall(b"still there?\n")
+        assert recv_exactly(b, 13) == b"STILL THERE?\n"
+        a.sendall(b"yes\n")
+        assert recv_exactly(a, 4) == b"YES\n"
+    # The clients closed without QUIT: each thread reads EOF and ends.
+    wait_until(lambda: not session_threads(), "the session threads to end")
+
+
+# -- the examples as programs -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("script", "status"),
+    [("websocket_echo.py", 426), ("connect_proxy.py", 405), ("thread_handoff.py", 200)],
+)
+def test_example_runs_as_a_program(script: str, status: int) -> None:
+    path = ROOT / "docs" / "examples" / script
+    proc = subprocess.Popen(
+        [sys.executable, str(path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()  # bounded by the test timeout
+        address = line.rsplit("//", 1)[1].rstrip("/\n")
+        host, _, port = address.rpartition(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == status
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=10)
+        assert (proc.returncode, stderr) == (0, b"")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
