@@ -276,7 +276,12 @@ class Connection:
                     if self.state is IDLE:
                         self._set_state(DRAINING)
                     break
-        if self.state is not CLOSED and self.state is not HIJACKED:
+        state = self.state
+        if state is not CLOSED and state is not HIJACKED:
+            if (
+                state is HANDLING or state is DRAINING
+            ) and reader.buffered() > self._limits.max_read_ahead:
+                self._pause_reading()
             self._flush_now()
 
     def _start_request(self, head: Any) -> bool:

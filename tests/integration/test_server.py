@@ -543,3 +543,53 @@ def test_half_closed_client_still_gets_response(serve: Any) -> None:
         s.shutdown(socket.SHUT_WR)
         data = recv_all(s)
     assert data.endswith(b"half")
+
+
+def test_read_ahead_is_capped_while_a_handler_runs(serve: Any) -> None:
+    from reactor import Limits
+
+    release = threading.Event()
+    seen: list[tuple[bool, int]] = []
+
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        if r.path == "/slow":
+            while not release.is_set():
+                await srv.loop.sleep(0.01)
+            conn = w._conn
+            assert conn is not None
+            seen.append((conn._reading, conn._reader.buffered()))
+        w.write(b"ok")
+
+    srv = serve(handler, ServerConfig(limits=Limits(max_read_ahead=16 * 1024)))
+    with srv.connect() as s:
+        s.sendall(raw_request(target="/slow"))
+        burst = raw_request(target="/next") * 4000  # ~100 KiB of pipelined requests
+        sender = threading.Thread(target=s.sendall, args=(burst,))
+        sender.start()
+        time.sleep(0.3)
+        release.set()
+        reader = ResponseReader(s)
+        for _ in range(4001):
+            assert reader.read(timeout=10).body == b"ok"
+        sender.join(10)
+    reading, held = seen[0]
+    # The server stopped reading once past the cap: it held at most one read past it.
+    assert not reading
+    assert 16 * 1024 < held <= 16 * 1024 + 65536
+
+
+def test_access_log_common_log_format(serve: Any, caplog: Any) -> None:
+    srv = serve(hello, ServerConfig(access_log=True))
+    with caplog.at_level(logging.INFO, logger="reactor.access"), srv.connect() as s:
+        s.sendall(raw_request(target="/a?b=1"))
+        ResponseReader(s).read()
+        srv.call(lambda: None)
+    lines = [r.getMessage() for r in caplog.records if r.name == "reactor.access"]
+    assert len(lines) == 1
+    import re
+
+    assert re.fullmatch(
+        r"127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
+        r'"GET /a\?b=1 HTTP/1\.1" 200 13',
+        lines[0],
+    ), lines[0]
