@@ -23,6 +23,7 @@ from .buffers import RECV_SIZE
 from .config import ServerConfig
 from .connection import Connection
 from .http.state import HookState
+from .loop.base import Loop
 from .loop.futures import Future
 from .loop.selector import SelectorLoop
 from .request import Request
@@ -58,7 +59,7 @@ class Server:
     def __init__(
         self,
         handler: Handler,
-        loop: SelectorLoop | None = None,
+        loop: Loop | None = None,
         config: ServerConfig | None = None,
         *,
         on_state: StateHook | None = None,
@@ -67,7 +68,7 @@ class Server:
             raise TypeError(f"handler must be callable, got {handler!r}")
         self._handler = handler
         self._streaming = bool(getattr(handler, "reactor_streaming", False))
-        self._loop = loop if loop is not None else SelectorLoop()
+        self._loop: Loop = loop if loop is not None else SelectorLoop()
         self.config = config if config is not None else ServerConfig()
         self._state_hook = on_state
         self._listeners: list[socket.socket] = []
@@ -85,7 +86,7 @@ class Server:
         self._scratch = memoryview(bytearray(RECV_SIZE))
 
     @property
-    def loop(self) -> SelectorLoop:
+    def loop(self) -> Loop:
         return self._loop
 
     # -- listening ------------------------------------------------------------------------
