@@ -15,19 +15,20 @@ from typing import Any
 
 from .config import ServerConfig
 from .http.serialize import serialize_request
-from .loop.selector import SelectorLoop
+from .loop import Loop, new_loop
 from .server import Handler, Server
 
 __all__ = ["FakeClock", "RunningServer", "raw_request", "serve_in_thread"]
 
 
 class FakeClock:
-    """A clock that moves only when told: ``SelectorLoop(clock=clock)``, then
+    """A clock that moves only when told: ``SelectorLoop(clock=clock)`` (or
+    ``new_loop(backend, clock=clock)``) and ``clock.loop = loop``, then
     ``clock.advance(seconds)`` (which wakes the loop so due timers run)."""
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
-        self.loop: SelectorLoop | None = None
+        self.loop: Loop | None = None
         self._lock = threading.Lock()
 
     def __call__(self) -> float:
@@ -43,7 +44,7 @@ class FakeClock:
 @dataclass
 class RunningServer:
     server: Server
-    loop: SelectorLoop
+    loop: Loop
     host: str
     port: int
     thread: threading.Thread
@@ -90,9 +91,19 @@ def serve_in_thread(
     host: str = "127.0.0.1",
     clock: FakeClock | None = None,
     on_state: Any = None,
+    backend: str | Callable[[], Loop] = "selectors",
 ) -> Iterator[RunningServer]:
-    """Start a server on ``host``:0 in a background thread; stop and join it on exit."""
-    loop = SelectorLoop(clock=clock) if clock is not None else SelectorLoop()
+    """Start a server on ``host``:0 in a background thread; stop and join it on exit.
+
+    ``backend``: a name for ``reactor.new_loop`` (``"selectors"``, ``"asyncio"``,
+    ``"uvloop"``) or a function that returns a new loop (the server closes it at the end).
+    ``clock``: a FakeClock for the loop's timers (with a name only)."""
+    if callable(backend):
+        if clock is not None:
+            raise TypeError("clock= goes with a backend name; build the loop with it yourself")
+        loop = backend()
+    else:
+        loop = new_loop(backend, clock=clock)
     if clock is not None:
         clock.loop = loop
     server = Server(handler, loop=loop, config=config, on_state=on_state)

@@ -8,13 +8,20 @@ nothing alive (CPython events.TimerHandle does the same). Tests: tests/loop/test
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .futures import Future
-    from .selector import SelectorLoop
 
 __all__ = ["Handle", "TimerHandle"]
+
+
+class _TimerOwner(Protocol):
+    """The loop a timer belongs to and tells when it is cancelled (SelectorLoop,
+    AsyncioLoop)."""
+
+    def time(self) -> float: ...
+    def _timer_cancelled(self) -> None: ...
 
 
 class Handle:
@@ -50,7 +57,7 @@ class TimerHandle(Handle):
         seq: int,
         callback: Callable[..., object],
         args: tuple[Any, ...],
-        loop: SelectorLoop | None,
+        loop: _TimerOwner | None,
     ) -> None:
         super().__init__(callback, args)
         self.when = when
