@@ -25,8 +25,16 @@ import errno
 import ipaddress
 import socket
 
-from reactor import BufferPair, Reader, Request, ResponseWriter, SelectorLoop, Server, Writer
-from reactor.errors import ReactorError
+from reactor import (
+    BufferPair,
+    ReactorError,
+    Reader,
+    Request,
+    ResponseWriter,
+    SelectorLoop,
+    Server,
+    Writer,
+)
 from reactor.server import Handler
 from reactor.stream import Stream
 
@@ -82,8 +90,13 @@ async def connect(loop: SelectorLoop, sock: socket.socket, address: tuple[str, i
     err = sock.connect_ex(address)
     if err in (errno.EINPROGRESS, errno.EWOULDBLOCK):
         writable = loop.create_future()
-        loop.add_writer(sock, writable.set_result, None)
-        timeout = loop.call_later(10, lambda: writable.done() or writable.set_result(None))
+
+        def wake() -> None:
+            if not writable.done():
+                writable.set_result(None)
+
+        loop.add_writer(sock, wake)
+        timeout = loop.call_later(10, wake)
         try:
             await writable
         finally:
@@ -104,7 +117,7 @@ async def pipe(src: Stream, dst: Stream, loop: SelectorLoop) -> None:
     try:
         while data := await src.read(65536):
             dst.write(data)
-            await dst.drain()  # dst is full: stop reading src until it is not
+            await dst.drain()  # while dst is over its high-water mark, src is not read
         while dst.write_buffered():  # drain() only bounds the buffer; send it all
             await dst.drain()
             if dst.write_buffered():

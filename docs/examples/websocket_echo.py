@@ -22,8 +22,7 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Message, Ping
 from wsproto.utilities import generate_accept_token
 
-from reactor import Request, ResponseWriter, SelectorLoop, Server
-from reactor.errors import ReactorError
+from reactor import ReactorError, Request, ResponseWriter, SelectorLoop, Server
 from reactor.server import Handler
 from reactor.stream import Stream
 

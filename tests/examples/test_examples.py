@@ -201,6 +201,15 @@ def test_websocket_frame_in_the_same_write_as_the_upgrade(ws_server: Any) -> Non
         assert s.recv(1) == b""  # the server closes TCP after the handshake
 
 
+def test_websocket_protocol_error_is_closed_with_1002(ws_server: Any) -> None:
+    with socket.create_connection(ws_server.address, timeout=5) as s:
+        s.sendall(upgrade_request(ws_server.port))
+        recv_until(s, b"\r\n\r\n")
+        s.sendall(b"\x81\x02hi")  # a client frame must be masked (RFC 6455 5.1)
+        frame = recv_to_eof(s, 5)  # the close frame, then the server closes TCP
+    assert frame[:1] == b"\x88" and frame[2:4] == (1002).to_bytes(2, "big")
+
+
 def test_websocket_peer_hangup_ends_the_session(ws_server: Any) -> None:
     with socket.create_connection(ws_server.address, timeout=5) as s:
         s.sendall(upgrade_request(ws_server.port))
