@@ -84,7 +84,9 @@ class Stream:
         "_closed",
         "_drain_waiter",
         "_eof",
+        "_eof_pending",
         "_fd",
+        "_flush_waiter",
         "_high_water",
         "_loop",
         "_low_water",
@@ -124,6 +126,8 @@ class Stream:
         self._low_water = low_water
         self._read_waiter: Future[None] | None = None
         self._drain_waiter: Future[None] | None = None
+        self._flush_waiter: Future[None] | None = None
+        self._eof_pending = False
         self._eof = False
         self._closed = False
         self._reading = False
@@ -309,6 +313,8 @@ class Stream:
         self._raise_if_broken()
         if not data:
             return
+        if self._eof_pending:
+            raise StreamClosed("write_eof() was called; the write side is shut")
         self._writer.write(data)
         if self._writing:
             return  # bytes are already waiting; these go after them
@@ -339,6 +345,50 @@ class Stream:
             raise StreamClosed()
         self._raise_if_broken()
 
+    async def flush(self) -> None:
+        """Wait until every buffered byte has been taken by the kernel (``drain()`` only
+        waits for the low-water mark). Use it before ``close()``, or use ``aclose()``."""
+        if self._closed:
+            raise StreamClosed()
+        self._raise_if_broken()
+        if not self._writer.buffered():
+            return
+        waiter = self._flush_waiter
+        if waiter is not None and not waiter.done():
+            raise RuntimeError("another task is already flushing this stream")
+        fut: Future[None] = self._loop.create_future()
+        self._flush_waiter = fut
+        await fut
+        if self._closed:
+            raise StreamClosed()
+        self._raise_if_broken()
+
+    def write_eof(self) -> None:
+        """Half-close: shut the write side once the buffered output is sent; reading goes on."""
+        if self._closed:
+            raise StreamClosed()
+        if self._eof_pending:
+            return
+        self._eof_pending = True
+        if not self._writer.buffered():
+            self._shutdown_write()
+
+    def _shutdown_write(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self._set_broken(exc)
+
+    async def aclose(self) -> None:
+        """Send what is buffered (unless the peer is gone), then close."""
+        if self._closed:
+            return
+        try:
+            await self.flush()
+        except (BrokenConnectionError, StreamClosed):
+            pass
+        self.close()
+
     def _start_writing(self) -> None:
         if not self._writing:
             self._loop.add_writer(self._fd, self._on_writable)
@@ -352,12 +402,22 @@ class Stream:
             self._writing = False
             self._loop.remove_writer(self._fd)
             self._wake_drain()
+            self._wake_flush()
             return
         if remaining <= self._low_water:
             self._wake_drain()
         if not remaining:
             self._writing = False
             self._loop.remove_writer(self._fd)
+            self._wake_flush()
+            if self._eof_pending:
+                self._shutdown_write()
+
+    def _wake_flush(self) -> None:
+        waiter = self._flush_waiter
+        self._flush_waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _wake_drain(self) -> None:
         waiter = self._drain_waiter
@@ -431,8 +491,8 @@ class Stream:
 
     def close(self) -> None:
         """Unregister from the loop and close the socket. Output the kernel does not take at
-        once is dropped (``await drain()`` first to send it all). A task waiting to read or
-        drain gets StreamClosed. Idempotent."""
+        once is dropped (``await flush()`` first to send it all, or use ``aclose()``). A task
+        waiting to read, drain or flush gets StreamClosed. Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -455,6 +515,7 @@ class Stream:
         if read_waiter is not None and not read_waiter.done():
             read_waiter.set_result(None)  # it wakes up, sees the stream closed and raises
         self._wake_drain()
+        self._wake_flush()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("eof" if self._eof else "open")

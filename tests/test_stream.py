@@ -720,3 +720,67 @@ def test_set_protocol_refused_while_a_task_reads(
     stream.close()
     with pytest.raises(StreamClosed):
         stream.set_protocol(lambda data: None)
+
+
+def test_aclose_sends_everything_then_closes(
+    loop: SelectorLoop, peers: list[socket.socket]
+) -> None:
+    """close() after drain() may drop output below the high-water mark; flush()/aclose()
+    wait until the kernel has taken every byte."""
+    stream, peer = make_stream(loop, peers)
+    payload = os.urandom(3 * 1024 * 1024)
+    received = bytearray()
+    peer.settimeout(SAFETY)
+
+    def reader() -> None:
+        while True:
+            chunk = peer.recv(65536)
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+
+    async def main() -> None:
+        stream.write(payload)
+        assert stream.write_buffered() > 0
+        await stream.aclose()
+
+    run(loop, main())
+    thread.join(SAFETY)
+    assert stream.is_closed()
+    assert bytes(received) == payload
+
+
+def test_write_eof_half_closes_after_the_output(
+    loop: SelectorLoop, peers: list[socket.socket]
+) -> None:
+    stream, peer = make_stream(loop, peers)
+    payload = os.urandom(2 * 1024 * 1024)
+    received = bytearray()
+    peer.settimeout(SAFETY)
+
+    def reader() -> None:
+        while True:
+            chunk = peer.recv(65536)
+            if not chunk:
+                break
+            received.extend(chunk)
+        peer.sendall(b"reply after eof")
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+
+    async def main() -> bytes:
+        stream.write(payload)
+        stream.write_eof()
+        with pytest.raises(StreamClosed):
+            stream.write(b"more")
+        await stream.flush()
+        return await stream.readexactly(len(b"reply after eof"))
+
+    assert run(loop, main()) == b"reply after eof"
+    thread.join(SAFETY)
+    assert bytes(received) == payload
+    stream.close()
