@@ -21,18 +21,21 @@ included, whose own timers run on libuv's clock.
 
 Differences from SelectorLoop that no test can hide: within one pass asyncio runs the callbacks
 queued before the pass ahead of the I/O callbacks (SelectorLoop runs I/O first);
-``run_once(timeout)`` returns after the pass in which one of *our* callbacks (reader, writer,
-timer, ``call_soon``) ran, or after ``timeout`` -- asyncio's own work (a task stepping) does
-not end it; ``next_deadline`` sees our queued callbacks, not asyncio's.
+``run_once(timeout)`` waits until one of *our* callbacks (reader, writer, timer,
+``call_soon``, signal) is due, or ``timeout`` -- asyncio's own work (a task stepping) runs
+meanwhile but does not end the wait; ``next_deadline`` sees our queued callbacks, not
+asyncio's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
@@ -69,7 +72,8 @@ class AsyncioLoop:
 
     ``close_loop``: whether ``close()`` closes the asyncio loop too (default: only a loop this
     object created). ``clock``: the time source of reactor's timers (``time()``,
-    ``call_later``...), for tests (``FakeClock``); asyncio's own timers keep asyncio's clock.
+    ``call_later``...) instead of ``time.monotonic``, for tests (``FakeClock``); asyncio's own
+    timers (``asyncio.sleep``) keep asyncio's clock.
     """
 
     def __init__(
@@ -90,7 +94,7 @@ class AsyncioLoop:
         self._wake_handle: asyncio.Handle | None = None
         self._wake_when: float | None = None
         self._ready_count = 0
-        self._once = False
+        self._waiting = False
         self._closed = False
         self._thread_id: int | None = None
         self._signals: dict[int, Any] = {}
@@ -106,19 +110,27 @@ class AsyncioLoop:
     # -- time ---------------------------------------------------------------------------
 
     def time(self) -> float:
-        """The loop's clock: the asyncio loop's ``time()``, or the injected clock."""
+        """The loop's clock: ``time.monotonic()`` (which asyncio's own ``time()`` is; uvloop's
+        is libuv's millisecond clock, which lags it by up to a millisecond and would fire
+        timers early), or the injected clock."""
         clock = self._clock
-        return clock() if clock is not None else self._aloop.time()
+        return clock() if clock is not None else time.monotonic()
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def _ran_one(self) -> None:
-        """After one of our callbacks ran: a ``run_once`` ends with this pass."""
-        if self._once:
-            self._once = False
+    def _deferred(self) -> bool:
+        """While ``run_once`` waits for something to happen (its first phase), our callbacks
+        do not run: the first one stops the wait, and each puts itself back to run in the
+        pass that follows (an fd stays ready: readiness is level-triggered)."""
+        if self._waiting:
             self._aloop.stop()
+            return True
+        return False
 
     def _run_handle(self, handle: Handle) -> None:
+        if self._deferred():
+            self._aloop.call_soon(self._run_handle, handle)
+            return
         self._ready_count -= 1
         cb = handle.callback
         if cb is None or self._closed:
@@ -130,9 +142,11 @@ class AsyncioLoop:
             cb(*args)  # type: ignore[misc]
         except Exception:
             log.exception("error in callback %r", cb)
-        self._ran_one()
 
     def _run_threadsafe(self, handle: Handle) -> None:
+        if self._deferred():
+            self._aloop.call_soon(self._run_threadsafe, handle)
+            return
         self._ready_count += 1  # _run_handle counts it out
         self._run_handle(handle)
         if self._clock is not None:
@@ -140,6 +154,8 @@ class AsyncioLoop:
             self._check_timers()
 
     def _on_read(self, fileno: int) -> None:
+        if self._deferred():
+            return
         entry = self._fds.get(fileno)
         cb = entry.reader if entry is not None else None
         if cb is None:
@@ -148,9 +164,10 @@ class AsyncioLoop:
             cb(*entry.reader_args)  # type: ignore[union-attr]
         except Exception:
             log.exception("error in reader callback %r", cb)
-        self._ran_one()
 
     def _on_write(self, fileno: int) -> None:
+        if self._deferred():
+            return
         entry = self._fds.get(fileno)
         cb = entry.writer if entry is not None else None
         if cb is None:
@@ -159,7 +176,6 @@ class AsyncioLoop:
             cb(*entry.writer_args)  # type: ignore[union-attr]
         except Exception:
             log.exception("error in writer callback %r", cb)
-        self._ran_one()
 
     # -- readers and writers --------------------------------------------------------------
 
@@ -234,10 +250,19 @@ class AsyncioLoop:
         entry = self._fds.pop(fileno, None)
         if entry is None:
             return
-        if entry.reader is not None:
-            self._aloop.remove_reader(fileno)
-        if entry.writer is not None:
-            self._aloop.remove_writer(fileno)
+        self._forget(fileno, entry)
+
+    def _forget(self, fileno: int, entry: _FdEntry) -> None:
+        aloop = self._aloop
+        if not aloop.is_closed():
+            # An fd closed before it was removed: the selector's modify() fails with EBADF,
+            # and forgets the fd all the same.
+            if entry.reader is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    aloop.remove_reader(fileno)
+            if entry.writer is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    aloop.remove_writer(fileno)
         entry.reader = entry.writer = None
         entry.reader_args = entry.writer_args = ()
 
@@ -311,6 +336,9 @@ class AsyncioLoop:
         self._wake_when = None
         if self._closed:
             return
+        if self._deferred():
+            self._arm_next()  # due: at once, in the pass that follows
+            return
         timers = self._timers
         now = self.time()
         due: list[TimerHandle] = []
@@ -321,21 +349,17 @@ class AsyncioLoop:
                 continue
             timer._loop = None
             due.append(timer)
-        ran = False
         for timer in due:
             cb = timer.callback
             if cb is None:  # cancelled by an earlier timer of this pass
                 continue
             args = timer.args
             timer.callback = timer.args = None
-            ran = True
             try:
                 cb(*args)  # type: ignore[misc]
             except Exception:
                 log.exception("error in callback %r", cb)
         self._arm_next()
-        if ran:
-            self._ran_one()
 
     def _timer_cancelled(self) -> None:
         self._cancelled_timers += 1
@@ -396,11 +420,13 @@ class AsyncioLoop:
         self._signals.setdefault(sig, previous)
 
     def _on_signal(self, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
+        if self._deferred():
+            self._aloop.call_soon(self._on_signal, callback, args)
+            return
         try:
             callback(*args)
         except Exception:
             log.exception("error in signal handler %r", callback)
-        self._ran_one()
 
     def remove_signal_handler(self, sig: int) -> bool:
         if sig not in self._signals:
@@ -422,23 +448,27 @@ class AsyncioLoop:
 
     def run_once(self, timeout: float | None = None) -> None:
         """One pass: wait for I/O at most ``timeout`` seconds (None: until one of our
-        callbacks runs), run what is due, and return."""
+        callbacks is due), run what is due, and return.
+
+        asyncio has no such call, so it is two ``run_forever`` calls: the first waits (our
+        callbacks that come due in it are put back, and the first of them stops it), the
+        second is one pass that does not wait (a ``stop()`` before ``run_forever()`` makes
+        asyncio and uvloop run exactly one iteration, with a zero poll timeout)."""
         self._check_closed()
         aloop = self._aloop
         if aloop.is_running():
             raise RuntimeError("the loop is already running")
-        if (timeout is not None and timeout <= 0) or self._ready_count > 0:
-            aloop.stop()  # asyncio: a stop() before run_forever() makes it one pass, no wait
-            self._run_forever()
-            return
-        guard = aloop.call_later(timeout, aloop.stop) if timeout is not None else None
-        self._once = True
-        try:
-            self._run_forever()
-        finally:
-            self._once = False
-            if guard is not None:
-                guard.cancel()
+        if self._ready_count <= 0 and (timeout is None or timeout > 0):
+            guard = aloop.call_later(timeout, aloop.stop) if timeout is not None else None
+            self._waiting = True
+            try:
+                self._run_forever()
+            finally:
+                self._waiting = False
+                if guard is not None:
+                    guard.cancel()
+        aloop.stop()
+        self._run_forever()
 
     def run(self) -> None:
         """Run until ``stop()`` is called."""
@@ -489,12 +519,8 @@ class AsyncioLoop:
         for sig in list(self._signals):
             self.remove_signal_handler(sig)
         self._closed = True
-        if not aloop.is_closed():
-            for fileno, entry in self._fds.items():
-                if entry.reader is not None:
-                    aloop.remove_reader(fileno)
-                if entry.writer is not None:
-                    aloop.remove_writer(fileno)
+        for fileno, entry in self._fds.items():
+            self._forget(fileno, entry)
         self._fds.clear()
         for timer in self._timers:
             timer.callback = timer.args = None

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from reactor.loop import CancelledError, Future, InvalidStateError, SelectorLoop, Task
+from reactor.loop import Future, Loop, SelectorLoop, Task
 from reactor.testing import FakeClock
+
+from .conftest import Kinds, kinds_of
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ def no_gc() -> Iterator[None]:
         gc.enable()
 
 
-def run_until(loop: SelectorLoop, fut: Future[Any], passes: int = 50) -> None:
+def run_until(loop: Loop, fut: Future[Any], passes: int = 50) -> None:
     for _ in range(passes):
         if fut.done():
             return
@@ -36,26 +38,26 @@ def run_until(loop: SelectorLoop, fut: Future[Any], passes: int = 50) -> None:
 # -- Future ------------------------------------------------------------------------------------
 
 
-def test_future_result(loop: SelectorLoop) -> None:
+def test_future_result(loop: Loop, kinds: Kinds) -> None:
     fut = loop.create_future()
     assert not fut.done() and not fut.cancelled()
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(kinds.invalid_state):
         fut.result()
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(kinds.invalid_state):
         fut.exception()
     fut.set_result(42)
     assert fut.done() and not fut.cancelled()
     assert fut.result() == 42
     assert fut.exception() is None
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(kinds.invalid_state):
         fut.set_result(1)
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(kinds.invalid_state):
         fut.set_exception(ValueError())
     assert fut.cancel() is False
     assert fut.result() == 42
 
 
-def test_future_exception(loop: SelectorLoop) -> None:
+def test_future_exception(loop: Loop) -> None:
     fut = loop.create_future()
     error = ValueError("nope")
     fut.set_exception(error)
@@ -65,20 +67,20 @@ def test_future_exception(loop: SelectorLoop) -> None:
         fut.result()
 
 
-def test_future_cancel(loop: SelectorLoop) -> None:
+def test_future_cancel(loop: Loop, kinds: Kinds) -> None:
     fut = loop.create_future()
     assert fut.cancel() is True
     assert fut.cancelled() and fut.done()
     assert fut.cancel() is False
-    with pytest.raises(CancelledError):
+    with pytest.raises(kinds.cancelled):
         fut.result()
-    with pytest.raises(CancelledError):
+    with pytest.raises(kinds.cancelled):
         fut.exception()
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(kinds.invalid_state):
         fut.set_result(1)
 
 
-def test_done_callbacks_run_on_the_loop_in_order(loop: SelectorLoop) -> None:
+def test_done_callbacks_run_on_the_loop_in_order(loop: Loop) -> None:
     fut = loop.create_future()
     seen: list[tuple[str, Any]] = []
     fut.add_done_callback(lambda f: seen.append(("a", f.result())))
@@ -93,7 +95,7 @@ def test_done_callbacks_run_on_the_loop_in_order(loop: SelectorLoop) -> None:
     assert seen[-1] == ("late", "x")
 
 
-def test_done_callbacks_on_cancel_and_exception(loop: SelectorLoop) -> None:
+def test_done_callbacks_on_cancel_and_exception(loop: Loop) -> None:
     cancelled = loop.create_future()
     failed = loop.create_future()
     seen: list[str] = []
@@ -105,7 +107,7 @@ def test_done_callbacks_on_cancel_and_exception(loop: SelectorLoop) -> None:
     assert seen == ["cancelled=True", "exc=KeyError('k')"]
 
 
-def test_remove_done_callback(loop: SelectorLoop) -> None:
+def test_remove_done_callback(loop: Loop) -> None:
     fut = loop.create_future()
     seen: list[str] = []
 
@@ -122,7 +124,7 @@ def test_remove_done_callback(loop: SelectorLoop) -> None:
     assert seen == ["other"]
 
 
-def test_a_done_future_drops_its_callbacks(loop: SelectorLoop, no_gc: None) -> None:
+def test_a_done_future_drops_its_callbacks(loop: Loop, no_gc: None) -> None:
     class Holder:
         def cb(self, f: Future[Any]) -> None:
             pass
@@ -141,7 +143,7 @@ def test_a_done_future_drops_its_callbacks(loop: SelectorLoop, no_gc: None) -> N
 
 
 def test_task_runs_a_coroutine_awaiting_sleep_and_futures(
-    clocked_loop: SelectorLoop, clock: FakeClock
+    clocked_loop: Loop, clock: FakeClock
 ) -> None:
     loop = clocked_loop
     steps: list[str] = []
@@ -156,7 +158,7 @@ def test_task_runs_a_coroutine_awaiting_sleep_and_futures(
         return "done"
 
     task = loop.spawn(main())
-    assert isinstance(task, Task)
+    assert isinstance(task, kinds_of(loop).task)
     assert steps == []  # starts on the next pass
     loop.run_once(0)
     assert steps == ["start"]
@@ -172,7 +174,7 @@ def test_task_runs_a_coroutine_awaiting_sleep_and_futures(
     assert task.result() == "done"
 
 
-def test_task_awaits_another_task(loop: SelectorLoop) -> None:
+def test_task_awaits_another_task(loop: Loop) -> None:
     async def child() -> int:
         await loop.sleep(0)
         return 5
@@ -183,7 +185,7 @@ def test_task_awaits_another_task(loop: SelectorLoop) -> None:
     assert loop.run_until_complete(parent()) == 10
 
 
-def test_task_exception_propagates(loop: SelectorLoop) -> None:
+def test_task_exception_propagates(loop: Loop) -> None:
     async def fails() -> None:
         await loop.sleep(0)
         raise ValueError("from-task")
@@ -195,7 +197,7 @@ def test_task_exception_propagates(loop: SelectorLoop) -> None:
         task.result()
 
 
-def test_future_exception_is_raised_inside_the_coroutine(loop: SelectorLoop) -> None:
+def test_future_exception_is_raised_inside_the_coroutine(loop: Loop) -> None:
     fut = loop.create_future()
     caught: list[BaseException] = []
 
@@ -216,7 +218,8 @@ def test_future_exception_is_raised_inside_the_coroutine(loop: SelectorLoop) -> 
 
 
 def test_cancelling_a_task_waiting_on_a_future_raises_inside_the_coroutine(
-    loop: SelectorLoop,
+    loop: Loop,
+    kinds: Kinds,
 ) -> None:
     fut = loop.create_future()
     seen: list[str] = []
@@ -224,7 +227,7 @@ def test_cancelling_a_task_waiting_on_a_future_raises_inside_the_coroutine(
     async def waits() -> None:
         try:
             await fut
-        except CancelledError:
+        except kinds.cancelled:
             seen.append("cancelled inside")
             raise
 
@@ -235,16 +238,16 @@ def test_cancelling_a_task_waiting_on_a_future_raises_inside_the_coroutine(
     assert seen == ["cancelled inside"]
     assert task.cancelled()
     assert fut.cancelled()
-    with pytest.raises(CancelledError):
+    with pytest.raises(kinds.cancelled):
         task.result()
     assert task.cancel() is False
 
 
-def test_cancelled_task_may_catch_and_return(loop: SelectorLoop) -> None:
+def test_cancelled_task_may_catch_and_return(loop: Loop, kinds: Kinds) -> None:
     async def stubborn() -> str:
         try:
             await loop.sleep(3600)
-        except CancelledError:
+        except kinds.cancelled:
             return "cleaned up"
         return "slept"
 
@@ -256,7 +259,7 @@ def test_cancelled_task_may_catch_and_return(loop: SelectorLoop) -> None:
     assert task.result() == "cleaned up"
 
 
-def test_cancelling_a_sleeping_task_disarms_its_timer(loop: SelectorLoop) -> None:
+def test_cancelling_a_sleeping_task_disarms_its_timer(loop: Loop) -> None:
     async def sleeper() -> None:
         await loop.sleep(3600)
 
@@ -270,7 +273,7 @@ def test_cancelling_a_sleeping_task_disarms_its_timer(loop: SelectorLoop) -> Non
     assert loop.pending_timers() == 0
 
 
-def test_cancel_before_the_task_starts(loop: SelectorLoop) -> None:
+def test_cancel_before_the_task_starts(loop: Loop) -> None:
     started: list[bool] = []
 
     async def never() -> None:
@@ -284,7 +287,8 @@ def test_cancel_before_the_task_starts(loop: SelectorLoop) -> None:
 
 
 def test_cancel_while_the_awaited_future_is_done_but_not_yet_delivered(
-    loop: SelectorLoop,
+    loop: Loop,
+    kinds: Kinds,
 ) -> None:
     fut = loop.create_future()
     seen: list[str] = []
@@ -292,7 +296,7 @@ def test_cancel_while_the_awaited_future_is_done_but_not_yet_delivered(
     async def waits() -> None:
         try:
             await fut
-        except CancelledError:
+        except kinds.cancelled:
             seen.append("cancelled")
             raise
         seen.append("resumed")
@@ -308,8 +312,10 @@ def test_cancel_while_the_awaited_future_is_done_but_not_yet_delivered(
 
 @pytest.mark.parametrize("what", ["future", "sleep0"])
 def test_awaiting_an_asyncio_object_raises_type_error_naming_it(
-    loop: SelectorLoop, what: str
+    selector_loop: SelectorLoop, what: str
 ) -> None:
+    # The native loop only: on the asyncio backends these are ordinary awaits.
+    loop = selector_loop
     caught: list[TypeError] = []
     aio_loop = asyncio.new_event_loop()
     try:
@@ -340,7 +346,7 @@ def test_awaiting_an_asyncio_object_raises_type_error_naming_it(
     assert "not a reactor Future" in message
 
 
-def test_spawn_refuses_what_is_not_a_coroutine(loop: SelectorLoop) -> None:
+def test_spawn_refuses_what_is_not_a_coroutine(loop: Loop) -> None:
     def plain() -> int:
         return 1
 
@@ -348,7 +354,7 @@ def test_spawn_refuses_what_is_not_a_coroutine(loop: SelectorLoop) -> None:
         loop.spawn(plain())  # type: ignore[arg-type]
 
 
-def test_run_until_complete(loop: SelectorLoop) -> None:
+def test_run_until_complete(loop: Loop) -> None:
     async def main() -> int:
         await loop.sleep(0.01)
         return 3
@@ -367,7 +373,7 @@ def test_run_until_complete(loop: SelectorLoop) -> None:
         loop.run_until_complete(fails())
 
 
-def test_run_until_complete_leaves_no_stop_behind(loop: SelectorLoop) -> None:
+def test_run_until_complete_leaves_no_stop_behind(loop: Loop) -> None:
     # If run() ends early (another stop()), the future must not stop a later run() when it
     # finishes.
     fut = loop.create_future()
@@ -382,7 +388,7 @@ def test_run_until_complete_leaves_no_stop_behind(loop: SelectorLoop) -> None:
     assert seen == ["still running"]
 
 
-def test_finished_task_that_raised_leaves_no_cycle(loop: SelectorLoop, no_gc: None) -> None:
+def test_finished_task_that_raised_leaves_no_cycle(loop: Loop, no_gc: None) -> None:
     async def fails() -> None:
         await loop.sleep(0)
         raise ValueError("cycle?")
@@ -395,9 +401,7 @@ def test_finished_task_that_raised_leaves_no_cycle(loop: SelectorLoop, no_gc: No
     assert ref() is None
 
 
-def test_task_that_raised_from_an_awaited_future_leaves_no_cycle(
-    loop: SelectorLoop, no_gc: None
-) -> None:
+def test_task_that_raised_from_an_awaited_future_leaves_no_cycle(loop: Loop, no_gc: None) -> None:
     # The future is awaited inline, as a body read is: the coroutine keeps no local to it.
     futures: list[Future[None]] = [loop.create_future()]
 
@@ -418,7 +422,7 @@ def test_task_that_raised_from_an_awaited_future_leaves_no_cycle(
     assert fut_ref() is None
 
 
-def test_finished_task_that_returned_leaves_no_cycle(loop: SelectorLoop, no_gc: None) -> None:
+def test_finished_task_that_returned_leaves_no_cycle(loop: Loop, no_gc: None) -> None:
     async def ok() -> int:
         await loop.sleep(0)
         return 1
@@ -430,7 +434,7 @@ def test_finished_task_that_returned_leaves_no_cycle(loop: SelectorLoop, no_gc: 
     assert ref() is None
 
 
-def test_cancelled_task_leaves_no_cycle(loop: SelectorLoop, no_gc: None) -> None:
+def test_cancelled_task_leaves_no_cycle(loop: Loop, no_gc: None) -> None:
     async def sleeper() -> None:
         await loop.sleep(3600)
 
@@ -444,9 +448,7 @@ def test_cancelled_task_leaves_no_cycle(loop: SelectorLoop, no_gc: None) -> None
     assert ref() is None
 
 
-def test_parent_task_awaiting_a_failed_child_leaves_no_cycle(
-    loop: SelectorLoop, no_gc: None
-) -> None:
+def test_parent_task_awaiting_a_failed_child_leaves_no_cycle(loop: Loop, no_gc: None) -> None:
     # The parent awaits the child inline. (A coroutine that keeps the failed child in a local
     # is a cycle no loop can avoid: its frame is in the exception's traceback.)
     refs: list[weakref.ref[Task[None]]] = []
@@ -470,7 +472,7 @@ def test_parent_task_awaiting_a_failed_child_leaves_no_cycle(
     assert [r() for r in refs] == [None, None]
 
 
-def test_result_called_on_a_failed_future_leaves_no_cycle(loop: SelectorLoop, no_gc: None) -> None:
+def test_result_called_on_a_failed_future_leaves_no_cycle(loop: Loop, no_gc: None) -> None:
     fut = loop.create_future()
     fut.set_exception(ValueError("stored"))
     for _ in range(3):
