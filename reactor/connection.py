@@ -32,6 +32,7 @@ from .http.parser import (
 )
 from .http.serialize import encode_fields, reason_phrase, status_line
 from .http.state import ConnState, HookState, check_transition
+from .loop.base import take_exception
 from .loop.futures import Future
 from .request import Body, Request, StreamingBody
 from .response import ResponseWriter
@@ -358,8 +359,7 @@ class Connection:
         self._end_request()
 
     def _on_task_done(self, task: Future[Any]) -> None:
-        error = task._exception if not task.cancelled() else None
-        task._exception = None
+        error = take_exception(task)  # a reactor Task or an asyncio one
         if error is not None:
             self._handler_failed(error)
         else:
