@@ -1,0 +1,46 @@
+"""Deliberately leaky handlers for tests/leaks/test_leakcheck.py: ``reactor leakcheck`` must
+find each leak (exit status 1) and name its culprit in the back-reference chain.
+
+- ``hoarding``: keeps every request in the module-level list ``KEPT_REQUESTS``.
+- ``cyclic``: a closure that refers to itself (and to the request): a reference cycle per
+  request that only the cyclic GC frees.
+- ``reminder``: leaves a timer armed for an hour whose arguments hold the response.
+- ``clean``: leaks nothing (the control).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reactor import Request, ResponseWriter
+
+KEPT_REQUESTS: list[Request] = []
+
+
+def hoarding(w: ResponseWriter, r: Request) -> None:
+    KEPT_REQUESTS.append(r)
+    w.write(b"kept")
+
+
+def cyclic(w: ResponseWriter, r: Request) -> None:
+    def respond_later() -> Any:
+        # Refers to itself through its own closure cell: function -> closure -> cell ->
+        # function, and the same closure holds the request.
+        return respond_later, r
+
+    w.write(b"cycle")
+
+
+def remind(w: ResponseWriter) -> None:
+    """Never runs: the timer is due in an hour."""
+
+
+def reminder(w: ResponseWriter, r: Request) -> None:
+    conn = w._conn
+    assert conn is not None
+    conn._loop.call_later(3600, remind, w)
+    w.write(b"later")
+
+
+def clean(w: ResponseWriter, r: Request) -> None:
+    w.write(r.body.read() or b"clean")
