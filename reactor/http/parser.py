@@ -44,6 +44,17 @@ _VERSION_LIKE_RE = re.compile(rb"[^ ]+ [^ ]+ HTTP/[0-9]+\.[0-9]+")
 _FIELD_RE = re.compile(
     rb"([" + _TCHAR + rb"]+):[ \t]*((?:[\x21-\x7e\x80-\xff](?:[ \t]*[\x21-\x7e\x80-\xff])*)?)[ \t]*"
 )
+# The same field-line grammar on the latin-1 decoded head, applied to the whole header section
+# at once: one C-level pass validates every line, a second extracts the (name, value) pairs.
+_FIELD_NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_FIELD_VALUE = r"(?:[\x21-\x7e\x80-\xff](?:[ \t\x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
+_FIELDS_VALID = re.compile(
+    r"(?:" + _FIELD_NAME + r":[ \t]*" + _FIELD_VALUE + r"[ \t]*\r?\n)*"
+).fullmatch
+_FIELDS_FINDALL = re.compile(
+    r"(" + _FIELD_NAME + r"):[ \t]*(" + _FIELD_VALUE + r")[ \t]*\r?\n"
+).findall
+_REQUEST_LINE_STR_RE = re.compile(r"([^ ]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 _CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;.*)?")
 _CHUNK_EXT_RE = re.compile(
     rb"(?:[ \t]*;[ \t]*["
@@ -135,6 +146,23 @@ class RequestParser:
         limits = self._limits
         end_of_buf = len(buf)
         if self._origin != start:
+            if start >= end_of_buf:
+                return None
+            # Fast path: a whole head at ``start`` that begins with its request line (the
+            # usual case: one read holds one or more complete requests). Its end is the
+            # first "\n\r\n" provided no "\n\n" (an empty line with a bare LF) comes first.
+            # Taken only when everything held is within the head limit, so a failed try
+            # costs one search of bytes the general path below must examine anyway.
+            first = buf[start]
+            if first != 13 and first != 10 and end_of_buf - start <= limits.max_head_bytes:
+                crlf = buf.find(b"\n\r\n", start)
+                if crlf >= 0 and buf.find(b"\n\n", start, crlf + 2) < 0:
+                    nl = buf.find(b"\n", start, crlf + 1)
+                    if nl - start - 1 > limits.max_request_line:
+                        raise LimitExceeded(
+                            f"request line exceeds {limits.max_request_line} bytes", status=414
+                        )
+                    return self._parse_head(bytes(buf[start:crlf])), crlf + 3
             self.reset()
             self._origin = start
             self._scan = start
@@ -197,57 +225,61 @@ class RequestParser:
 
     def _parse_head(self, block: bytes) -> RequestHead:
         limits = self._limits
-        lines = block.split(b"\n")
-        line = lines[0]
-        if line.endswith(b"\r"):
+        # latin-1 maps every byte to one character, so the text has the same offsets and
+        # the grammar is checked on it exactly as on the bytes.
+        text = block.decode("latin-1")
+        nl = text.find("\n")
+        if nl < 0:
+            line, rest = text, ""
+        else:
+            line, rest = text[:nl], text[nl + 1 :]
+        if line[-1:] == "\r":
             line = line[:-1]
         if len(line) > limits.max_request_line:
             raise LimitExceeded(f"request line exceeds {limits.max_request_line} bytes", status=414)
-        match = _REQUEST_LINE_RE.fullmatch(line)
+        match = _REQUEST_LINE_STR_RE.fullmatch(line)
         if match is None:
-            if _VERSION_LIKE_RE.fullmatch(line) and not line.endswith((b"HTTP/1.1", b"HTTP/1.0")):
-                raise ProtocolError(f"unsupported HTTP version in {_show(line)}", status=505)
-            raise ProtocolError(f"malformed request line {_show(line)}")
-        method_b, target_b, major, minor = match.groups()
-        if _METHOD_RE.fullmatch(method_b) is None:
-            raise ProtocolError(f"invalid method {_show(method_b)}")
-        if major != b"1" or minor not in (b"0", b"1"):
-            raise ProtocolError(
-                f"unsupported HTTP version {(major + b'.' + minor).decode()}", status=505
-            )
-        version = "HTTP/1.1" if minor == b"1" else "HTTP/1.0"
-        method = method_b.decode("ascii")
-        _check_target(method_b, target_b)
+            raw_line = line.encode("latin-1")
+            if _VERSION_LIKE_RE.fullmatch(raw_line) and not raw_line.endswith(
+                (b"HTTP/1.1", b"HTTP/1.0")
+            ):
+                raise ProtocolError(f"unsupported HTTP version in {_show(raw_line)}", status=505)
+            raise ProtocolError(f"malformed request line {_show(raw_line)}")
+        method, target, major, minor = match.groups()
+        if _METHOD_STR_RE(method) is None:
+            raise ProtocolError(f"invalid method {_show(method.encode('latin-1'))}")
+        if major != "1" or (minor != "1" and minor != "0"):
+            raise ProtocolError(f"unsupported HTTP version {major}.{minor}", status=505)
+        version = "HTTP/1.1" if minor == "1" else "HTTP/1.0"
+        if target[0] != "/" or method == "CONNECT":
+            _check_target(method.encode("ascii"), target.encode("ascii"))
 
-        count = len(lines) - 1
+        if rest:
+            if rest[-1] != "\n":
+                rest += "\n"
+            if _FIELDS_VALID(rest) is None:
+                _field_error(rest)
+            items: list[tuple[str, str]] = _FIELDS_FINDALL(rest)
+        else:
+            items = []
+        count = len(items)
         if count > limits.max_header_count:
             raise LimitExceeded(
                 f"{count} header fields exceed the limit of {limits.max_header_count}", status=431
             )
-        items: list[tuple[str, str]] = []
         content_length: int | None = None
         transfer_encoding: list[str] | None = None
         hosts = 0
         connection_tokens: list[str] = []
         expect: str | None = None
         upgrade = False
-        field_re = _FIELD_RE.fullmatch
-        for raw in lines[1:]:
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            m = field_re(raw)
-            if m is None:
-                if raw[:1] in (b" ", b"\t"):
-                    raise ProtocolError("obsolete line folding in header field")
-                if b":" in raw and raw.split(b":", 1)[0].rstrip(b" \t") != raw.split(b":", 1)[0]:
-                    raise ProtocolError(f"whitespace before the colon in header field {_show(raw)}")
-                raise ProtocolError(f"invalid header field {_show(raw)}")
-            name_b, value_b = m.groups()
-            name = name_b.decode("ascii")
-            value = value_b.decode("latin-1")
-            items.append((name, value))
+        for name, value in items:
             lname = name.lower()
-            if lname == "content-length":
+            if lname not in _FRAMING_FIELDS:
+                continue
+            if lname == "host":
+                hosts += 1
+            elif lname == "content-length":
                 # RFC 9110 8.6: a list of identical values may be taken as one value.
                 for part in value.split(","):
                     part = part.strip(_OWS)
@@ -268,13 +300,11 @@ class RequestParser:
                 if transfer_encoding is None:
                     transfer_encoding = []
                 transfer_encoding.extend(_tokens(value))
-            elif lname == "host":
-                hosts += 1
             elif lname == "connection":
                 connection_tokens.extend(_tokens(value))
             elif lname == "expect":
                 expect = value.lower()
-            elif lname == "upgrade":
+            else:  # upgrade
                 upgrade = True
 
         if version == "HTTP/1.1" and hosts != 1:
@@ -318,7 +348,7 @@ class RequestParser:
             keep_alive = "keep-alive" in connection_tokens and "close" not in connection_tokens
         return RequestHead(
             method,
-            target_b.decode("ascii"),
+            target,
             version,
             Headers._from_list(items),
             framing,
@@ -327,6 +357,30 @@ class RequestParser:
             expect,
             upgrade and "upgrade" in connection_tokens,
         )
+
+
+_FRAMING_FIELDS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "expect", "upgrade"}
+)
+_METHOD_STR_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
+
+
+def _field_error(rest: str) -> None:
+    """The header section did not match the grammar: raise for the first bad line, with
+    the reason a person can act on."""
+    for line in rest.split("\n")[:-1]:
+        if line[-1:] == "\r":
+            line = line[:-1]
+        if _FIELDS_VALID(line + "\n") is not None:
+            continue
+        raw = line.encode("latin-1")
+        if raw[:1] in (b" ", b"\t"):
+            raise ProtocolError("obsolete line folding in header field")
+        name = raw.split(b":", 1)[0]
+        if b":" in raw and name.rstrip(b" \t") != name:
+            raise ProtocolError(f"whitespace before the colon in header field {_show(raw)}")
+        raise ProtocolError(f"invalid header field {_show(raw)}")
+    raise ProtocolError("invalid header section")
 
 
 def _check_target(method: bytes, target: bytes) -> None:
