@@ -16,12 +16,13 @@ import errno
 import importlib
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from .config import Limits, ServerConfig
-from .run import serve
+from .run import Bind, bind_socket, parse_bind, serve, socket_url
 from .server import Handler, Server
 
 __all__ = ["AppLoadError", "build_parser", "load_app", "main"]
@@ -228,8 +229,18 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--access-log",
-        action="store_true",
-        help="log every request in Common Log Format (logger reactor.access, on stderr)",
+        metavar="FILE",
+        nargs="?",
+        const="-",
+        default=None,
+        help="log every request to FILE, or to stdout without FILE or with '-' "
+        "(a file is reopened when logrotate moves it)",
+    )
+    group.add_argument(
+        "--access-log-format",
+        choices=("common", "combined"),
+        default="common",
+        help="Common Log Format, or Combined (adds Referer and User-Agent) (default: common)",
     )
     group.add_argument(
         "--log-level",
@@ -256,14 +267,25 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         changes["server_header"] = None
     elif args.server_header is not None:
         changes["server_header"] = args.server_header
-    if args.access_log:
+    if args.access_log is not None:
         changes["access_log"] = True
+    if args.graceful_timeout is not None and args.shutdown_grace is None:
+        changes["shutdown_grace"] = args.graceful_timeout
     if limits_changes:
         changes["limits"] = dataclasses.replace(_DEFAULT_LIMITS, **limits_changes)
     return dataclasses.replace(_DEFAULT_CONFIG, **changes)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _bind(text: str) -> Bind:
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``reactor`` parser; ``command`` is the subcommand about to run, if known (the
+    leakcheck module is imported only for it)."""
     from . import __name__ as package
 
     parser = _Parser(
@@ -274,11 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve_parser = commands.add_parser(
         "serve",
-        help="serve static files, or an app given as module:callable",
+        help="serve static files, a handler given as module:callable, or a WSGI app",
         description=(
-            "Serve APP (module:callable, a handler(w, r)) or, without APP, the files under "
-            "--root. Stops gracefully on SIGINT or SIGTERM (a second signal forces it). "
-            "Exit status: 0 after a signal, 1 when it cannot listen, 2 for bad arguments."
+            "Serve APP (module:callable, a handler(w, r)), a WSGI app (--wsgi module:app) or, "
+            "without either, the files under --root. Every flag can also be set by an "
+            "environment variable: REACTOR_ and the flag's name in capitals with _ for - "
+            "(REACTOR_PORT=8000, REACTOR_BIND='127.0.0.1:80 unix:/run/r.sock', "
+            "REACTOR_ACCESS_LOG=-); a flag on the command line wins. SIGINT/SIGTERM stop "
+            "gracefully (a second signal, or SIGQUIT, forces it); with --workers, SIGHUP "
+            "replaces the workers one by one. Exit status: 0 after a signal, 1 when it cannot "
+            "listen, 2 for bad arguments."
         ),
     )
     serve_parser.add_argument(
@@ -287,21 +314,107 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="APP",
         help="module:callable to serve, imported with the current directory on sys.path",
     )
-    serve_parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    what = serve_parser.add_argument_group("what to serve")
+    what.add_argument(
+        "--wsgi",
+        metavar="MODULE:APP",
+        default=None,
+        help="serve a WSGI (PEP 3333) application; it runs on the loop and blocks it while "
+        "it computes: use --workers for more cores",
     )
-    serve_parser.add_argument(
-        "--port", type=_port, default=8080, help="TCP port; 0 picks a free one (default: 8080)"
-    )
-    serve_parser.add_argument(
+    what.add_argument(
         "--root",
         metavar="DIR",
         default=None,
         help="directory of static files to serve when no APP is given (default: .)",
     )
+    where = serve_parser.add_argument_group("where to listen")
+    where.add_argument(
+        "--bind",
+        "-b",
+        metavar="ADDRESS",
+        type=_bind,
+        action="append",
+        default=None,
+        help="HOST:PORT, [IPV6]:PORT or unix:PATH; repeat it to listen on several "
+        "(default: --host:--port)",
+    )
+    where.add_argument(
+        "--host", default=None, help="address to listen on, without --bind (default: 127.0.0.1)"
+    )
+    where.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help="TCP port, without --bind; 0 picks a free one, printed at startup (default: 8080)",
+    )
+    where.add_argument("--certfile", metavar="FILE", help="serve HTTPS with this certificate")
+    where.add_argument(
+        "--keyfile", metavar="FILE", help="the certificate's private key (default: in certfile)"
+    )
+    proc = serve_parser.add_argument_group("processes and loop")
+    proc.add_argument(
+        "--workers",
+        "-w",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="pre-fork N worker processes under a supervisor that restarts them; 0: one per "
+        "core (default: serve in this process)",
+    )
+    proc.add_argument(
+        "--graceful-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="seconds workers get to finish in-flight requests on SIGTERM or SIGHUP "
+        "(default: --shutdown-grace)",
+    )
+    proc.add_argument(
+        "--loop",
+        choices=("selectors", "asyncio", "uvloop"),
+        default="selectors",
+        help="event loop: reactor's own (selectors), asyncio, or uvloop (pip install "
+        "'reactor[uvloop]') (default: selectors)",
+    )
     _add_config_flags(serve_parser)
     serve_parser.set_defaults(run=_serve_command, command_parser=serve_parser)
+    _add_leakcheck(commands, load=command == "leakcheck")
     return parser
+
+
+def _add_leakcheck(commands: Any, load: bool) -> None:
+    """``reactor leakcheck``, run by reactor.leakcheck (``add_arguments``/``run_from_args``).
+    The module is imported only when that command is the one asked for (``load``); otherwise
+    a placeholder keeps the command in ``reactor --help``."""
+    help_text = "check that connections and hijacks free their memory"
+    if not load:
+        commands.add_parser("leakcheck", help=help_text, add_help=False)
+        return
+    try:
+        from . import leakcheck
+    except ImportError as exc:
+        sub = commands.add_parser("leakcheck", help=help_text)
+        sub.set_defaults(run=_unavailable(f"reactor leakcheck is unavailable: {exc}"))
+        sub.set_defaults(command_parser=sub)
+        return
+    sub = commands.add_parser("leakcheck", help=help_text)
+    leakcheck.add_arguments(sub)
+    sub.set_defaults(run=_leakcheck_command, command_parser=sub)
+
+
+def _unavailable(message: str) -> Callable[[argparse.ArgumentParser, argparse.Namespace], int]:
+    def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+        parser.error(message)
+
+    return run
+
+
+def _leakcheck_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from . import leakcheck
+
+    status: int = leakcheck.run_from_args(args)
+    return status
 
 
 def _version(package: str) -> str:
@@ -311,6 +424,51 @@ def _version(package: str) -> str:
         return version(package)
     except PackageNotFoundError:
         return "(unknown version)"
+
+
+# -- environment variables ----------------------------------------------------------------------
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def env_name(action: argparse.Action) -> str:
+    """``--max-body-size`` -> ``REACTOR_MAX_BODY_SIZE``."""
+    longest = max(action.option_strings, key=len)
+    return "REACTOR_" + longest.lstrip("-").upper().replace("-", "_")
+
+
+def args_from_env(
+    parser: argparse.ArgumentParser, argv: Sequence[str], environ: dict[str, str]
+) -> list[str]:
+    """Flags for the REACTOR_* variables set in ``environ`` whose flag is not in ``argv``
+    (the command line wins). A switch takes 1/true/yes/on or 0/false/no/off; --bind takes
+    addresses separated by spaces or commas."""
+    given = set()
+    for arg in argv:
+        if arg.startswith("-"):
+            given.add(arg.partition("=")[0])
+    extra: list[str] = []
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        name = env_name(action)
+        value = environ.get(name)
+        if value is None or given.intersection(action.option_strings):
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.nargs == 0:  # store_true
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                extra.append(flag)
+            elif lowered not in _FALSE:
+                parser.error(f"{name}={value!r}: expected 1/true/yes/on or 0/false/no/off")
+        elif isinstance(action, argparse._AppendAction):
+            for item in value.replace(",", " ").split():
+                extra.append(f"{flag}={item}")
+        else:
+            extra.append(f"{flag}={value}")
+    return extra
 
 
 # -- APP ----------------------------------------------------------------------------------------
@@ -352,18 +510,56 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-# -- main ---------------------------------------------------------------------------------------
+# -- logging ------------------------------------------------------------------------------------
 
 
-def _setup_logging(level: str, access_log: bool) -> None:
+class AccessFormatter(logging.Formatter):
+    """The access line as the server logs it (Common Log Format); ``combined`` appends the
+    quoted Referer and User-Agent, taken from the record's ``referer`` and ``user_agent``
+    attributes ("-" when the record has none)."""
+
+    def __init__(self, combined: bool = False) -> None:
+        super().__init__("%(message)s")
+        self.combined = combined
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if not self.combined:
+            return line
+        referer = _clf_quote(getattr(record, "referer", None))
+        agent = _clf_quote(getattr(record, "user_agent", None))
+        return f'{line} "{referer}" "{agent}"'
+
+
+def _clf_quote(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        return "-"
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _setup_logging(level: str, access_log: str | None, access_format: str) -> None:
     logging.basicConfig(
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("reactor").setLevel(level.upper())
-    if access_log:
-        logging.getLogger("reactor.access").setLevel(logging.INFO)
+    if access_log is not None:
+        access = logging.getLogger("reactor.access")
+        access.setLevel(logging.INFO)
+        access.propagate = False
+        handler: logging.Handler
+        if access_log == "-":
+            handler = logging.StreamHandler(sys.stdout)
+        else:
+            from logging.handlers import WatchedFileHandler
+
+            handler = WatchedFileHandler(access_log)
+        handler.setFormatter(AccessFormatter(combined=access_format == "combined"))
+        access.addHandler(handler)
+
+
+# -- serve --------------------------------------------------------------------------------------
 
 
 def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -371,15 +567,41 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         config = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    binds: list[Bind] = list(args.bind or [])
+    if binds and (args.host is not None or args.port is not None):
+        parser.error("--host/--port are shorthands for one --bind; give one or the other")
+    if not binds:
+        host = args.host if args.host is not None else "127.0.0.1"
+        port = args.port if args.port is not None else 8080
+        binds = [Bind(host=host.strip("[]"), port=port)]
+    if args.keyfile and not args.certfile:
+        parser.error("--keyfile needs --certfile")
+
     handler: Handler
-    if args.app is not None:
-        if args.root is not None:
-            parser.error("--root serves static files and cannot be combined with APP")
+    if args.app is not None and args.wsgi is not None:
+        parser.error("give APP (a reactor handler) or --wsgi MODULE:APP, not both")
+    if (args.app is not None or args.wsgi is not None) and args.root is not None:
+        parser.error("--root serves static files and cannot be combined with an app")
+    workers = args.workers
+    if workers == 0:
+        workers = os.cpu_count() or 1
+    if args.app is not None or args.wsgi is not None:
         try:
-            handler = load_app(args.app)
+            app = load_app(args.app or args.wsgi)
         except AppLoadError as exc:
             parser.error(str(exc))
-        what = args.app
+        if args.wsgi is not None:
+            from .wsgi import WSGIHandler
+
+            handler = WSGIHandler(
+                app,  # type: ignore[arg-type]
+                multiprocess=workers is not None and workers > 1,
+                url_scheme="https" if args.certfile else "http",
+            )
+            what = f"{args.wsgi} (WSGI)"
+        else:
+            handler = app
+            what = args.app
     else:
         from .static import StaticFiles
 
@@ -389,37 +611,128 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         static = StaticFiles(root)
         handler = static
         what = static.root
-    _setup_logging(args.log_level, args.access_log)
 
-    announced = False
+    ssl_context = None
+    if args.certfile:
+        from .tls import make_context
 
-    def ready(_server: Server, urls: list[str]) -> None:
-        nonlocal announced
-        announced = True
-        print(f"reactor: serving {what} on {', '.join(urls)} (Ctrl-C to stop)", flush=True)
+        try:
+            ssl_context = make_context(args.certfile, args.keyfile)
+        except (OSError, ValueError) as exc:
+            parser.error(f"cannot load --certfile/--keyfile: {_one_line(exc)}")
 
+    new_loop = _loop_factory(parser, args.loop)
+    _setup_logging(args.log_level, args.access_log, args.access_log_format)
+
+    sockets: list[socket.socket] = []
     try:
-        serve(handler, args.host, args.port, config=config, ready=ready)
-    except OSError as exc:
-        if announced:
-            raise
-        where = f"{args.host}:{args.port}"
-        if exc.errno == errno.EADDRINUSE:
-            reason = "address already in use"
-        else:
-            reason = exc.strerror or _one_line(exc)
-        print(f"reactor: cannot listen on {where}: {reason}", file=sys.stderr, flush=True)
-        return 1
-    print("reactor: stopped", flush=True)
-    return 0
+        for bind in binds:
+            try:
+                sockets.append(bind_socket(bind, config.backlog))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    reason = "address already in use"
+                else:
+                    reason = exc.strerror or _one_line(exc)
+                print(f"reactor: cannot listen on {bind}: {reason}", file=sys.stderr, flush=True)
+                return 1
+        scheme = "https" if ssl_context is not None else "http"
+        urls = [socket_url(sock, scheme) for sock in sockets]
+        count = f"{workers} workers" if workers is not None else "1 process"
+        banner = (
+            f"reactor: serving {what} on {', '.join(urls)} "
+            f"({args.loop} loop, {count}; Ctrl-C to stop)"
+        )
+
+        def run_here(parent_pid: int | None, ready: Callable[[Server, list[str]], object]) -> Any:
+            return serve(
+                handler,
+                config=config,
+                sockets=sockets,
+                ssl_context=ssl_context,
+                loop=new_loop(),
+                parent_pid=parent_pid,
+                ready=ready,
+            )
+
+        if workers is None:
+
+            def announce(_server: Server, _urls: list[str]) -> None:
+                print(banner, flush=True)
+
+            report = run_here(None, announce)
+            if report is not None:
+                print(
+                    f"reactor: stopped ({report.drained} connection(s) drained, "
+                    f"{report.unfinished} closed unfinished)",
+                    flush=True,
+                )
+            else:
+                print("reactor: stopped", flush=True)
+            return 0
+
+        from .workers import Supervisor
+
+        grace = args.graceful_timeout or config.shutdown_grace
+        supervisor = Supervisor(workers, run_here, graceful_timeout=grace)
+        status = supervisor.run(lambda: print(banner, flush=True))
+        print(f"reactor: stopped ({supervisor.summary()})", flush=True)
+        return status
+    finally:
+        for sock in sockets:
+            sock.close()
+        if workers is None or os.getpid() == _MAIN_PID:
+            for bind in binds:
+                if bind.path is not None:
+                    try:
+                        os.unlink(bind.path)
+                    except OSError:
+                        pass
+
+
+_MAIN_PID = os.getpid()
+
+
+def _loop_factory(parser: argparse.ArgumentParser, name: str) -> Callable[[], Any]:
+    """A function making the loop named by --loop (checked now, so a missing uvloop is a
+    usage error before anything listens)."""
+    if name == "selectors":
+        from .loop.selector import SelectorLoop
+
+        return SelectorLoop
+    from . import loop as loop_package
+
+    new_loop = getattr(loop_package, "new_loop", None)
+    if new_loop is None:
+        parser.error(f"--loop {name} is not available in this version of reactor")
+    if name == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            parser.error(
+                "--loop uvloop needs uvloop, which is not installed: pip install 'reactor[uvloop]'"
+            )
+    return lambda: new_loop(name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``reactor`` command; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(arguments[0] if arguments else None)
+    if arguments[:1] == ["serve"]:
+        serve_parser = _subparser(parser, "serve")
+        arguments[1:1] = args_from_env(serve_parser, arguments[1:], dict(os.environ))
+    args = parser.parse_args(arguments)
     command: Callable[[argparse.ArgumentParser, argparse.Namespace], int] = args.run
     try:
         return command(args.command_parser, args)
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
         return 130
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            sub: argparse.ArgumentParser = action.choices[name]
+            return sub
+    raise LookupError(name)

@@ -1,28 +1,148 @@
-"""``reactor.serve``: the blocking convenience that runs one server until SIGINT/SIGTERM.
+"""``reactor.serve``: the blocking convenience that runs one server until a signal.
 
-Owns creating the loop and the server for a process, listening, installing the signal
-handlers (before anyone is told the address, so a signal that follows the announcement is
-always graceful), the graceful shutdown on the first signal and the immediate close on a
-second one, and the log lines that say what was drained. It prints nothing (the CLI does)
-and never calls ``sys.exit``. Tests: tests/integration/test_cli.py (through ``reactor serve``).
+Owns creating the loop and the server for a process, listening (or adopting listening sockets
+made by the caller: the CLI binds before it forks workers), installing the signal handlers
+(before anyone is told the address, so a signal that follows the announcement is always
+graceful), the graceful shutdown on SIGINT/SIGTERM, the immediate close on SIGQUIT or a second
+signal, a worker's watch on its supervisor, and the log lines and report that say what was
+drained. It also owns ``parse_bind`` and ``bind_socket``, which turn a ``--bind`` address into
+a listening socket. It prints nothing (the CLI does) and never calls ``sys.exit``.
+Tests: tests/integration/test_cli.py, test_workers.py (through ``reactor serve``).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import signal
-from collections.abc import Callable
+import socket
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .config import ServerConfig
 from .loop.selector import SelectorLoop
 from .server import Handler, Server
 
-__all__ = ["format_url", "serve"]
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = ["Bind", "StopReport", "bind_socket", "format_url", "parse_bind", "serve"]
 
 log = logging.getLogger("reactor.server")
 
 #: ``ready(server, urls)``: called once the server listens, with one URL per listener.
 ReadyCallback = Callable[[Server, list[str]], object]
+
+#: After a graceful stop begins, connections accepted in the last moments may not have sent
+#: their request yet; the server closes idle connections at once, so they get this long to
+#: become active first (Go's Shutdown spares connections in StateNew for 5 s).
+SETTLE_SECONDS = 0.05
+
+#: How often a worker checks that its supervisor is still alive.
+PARENT_CHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """A parsed ``--bind`` address: ``host``/``port`` for TCP, or ``path`` for a Unix socket."""
+
+    host: str = ""
+    port: int = 0
+    path: str | None = None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class StopReport:
+    """What a graceful stop did: connections drained, closed unfinished, seconds it took."""
+
+    signal: str
+    drained: int
+    unfinished: int
+    seconds: float
+
+
+def parse_bind(text: str) -> Bind:
+    """``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT`` (all IPv4 interfaces) or ``unix:PATH``;
+    raises ValueError with the reason."""
+    if text.startswith("unix:"):
+        path = text[5:]
+        if not path:
+            raise ValueError(f"unix: needs a path, got {text!r}")
+        return Bind(path=path)
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":") or ":" not in host:
+            raise ValueError(f"not an address like [::1]:8080: {text!r}")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"not an address like HOST:PORT, [::1]:PORT or unix:PATH: {text!r}")
+        if ":" in host:
+            raise ValueError(f"an IPv6 address goes in brackets, like [::1]:8080: {text!r}")
+        host = host or "0.0.0.0"
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"not a TCP port (0-65535) in {text!r}")
+    if not host:
+        raise ValueError(f"no host in {text!r}")
+    return Bind(host=host, port=int(port_text))
+
+
+def bind_socket(bind: Bind, backlog: int) -> socket.socket:
+    """A listening, non-blocking socket for ``bind`` (a stale Unix socket file is replaced);
+    raises OSError (EADDRINUSE, a host that does not resolve...)."""
+    if bind.path is not None:
+        try:
+            if stat.S_ISSOCK(os.stat(bind.path).st_mode):
+                os.unlink(bind.path)
+        except OSError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        target: Any = bind.path
+    else:
+        family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
+        if family == socket.AF_INET and not _is_ipv4(bind.host):
+            infos = socket.getaddrinfo(bind.host, bind.port, 0, socket.SOCK_STREAM)
+            family, _, _, _, target = infos[0]
+        else:
+            target = (bind.host, bind.port)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(target)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return host.count(".") == 3
+
+
+def socket_url(sock: socket.socket, scheme: str = "http") -> str:
+    """The URL a listening socket serves: ``http://host:port/`` or ``unix:/path``."""
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{name if isinstance(name, str) else name.decode()}"
+    return format_url(name[0], name[1], scheme)
 
 
 def serve(
@@ -33,69 +153,112 @@ def serve(
     config: ServerConfig | None = None,
     unix: str | None = None,
     ready: ReadyCallback | None = None,
-) -> None:
-    """Serve ``handler`` on ``host:port`` (and/or a Unix socket at ``unix``) until SIGINT or
-    SIGTERM, then shut down gracefully: stop accepting, close idle connections, let in-flight
-    requests finish for up to ``config.shutdown_grace`` seconds, close the rest. A second
-    signal closes everything at once. Logs on "reactor.server"; raises OSError when it cannot
-    listen (the address in use, a host that does not resolve)."""
-    loop = SelectorLoop()
-    server = Server(handler, loop=loop, config=config)
+    sockets: Sequence[socket.socket] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    loop: Any = None,
+    parent_pid: int | None = None,
+) -> StopReport | None:
+    """Serve ``handler`` on ``host:port`` (and/or a Unix socket at ``unix``), or on the
+    listening ``sockets`` given (then ``host``/``port``/``unix`` are ignored), until a signal.
+
+    SIGINT or SIGTERM: shut down gracefully: stop accepting, close idle connections, let
+    in-flight requests finish for up to ``config.shutdown_grace`` seconds, close the rest.
+    SIGQUIT, or a second signal: close everything at once. ``ssl_context``: serve TLS.
+    ``loop``: the loop to run (default: a new SelectorLoop; it is closed at the end).
+    ``parent_pid``: stop gracefully when that process (a supervisor) is gone.
+    Logs on "reactor.server"; raises OSError when it cannot listen; returns what the stop did
+    (None if the loop stopped without a signal)."""
+    loop = loop if loop is not None else SelectorLoop()
+    server = Server(handler, loop=loop, config=config, **_tls_kwargs(ssl_context))
+    scheme = "https" if ssl_context is not None else "http"
     try:
         urls: list[str] = []
-        if unix is not None:
-            urls.append(f"unix:{server.listen_unix(unix)}")
-        if host is not None and (unix is None or port):
-            bound_host, bound_port = server.listen(host, port)
-            urls.append(format_url(bound_host, bound_port))
+        if sockets is not None:
+            for sock in sockets:
+                server.add_listener(sock)
+                urls.append(socket_url(sock, scheme))
+        else:
+            if unix is not None:
+                urls.append(f"unix:{server.listen_unix(unix)}")
+            if host is not None and (unix is None or port):
+                bound_host, bound_port = server.listen(host, port)
+                urls.append(format_url(bound_host, bound_port, scheme))
 
         shutdown = _Shutdown(server, loop)
         # Installed before ``ready`` announces the address: a test (or a supervisor) that
         # signals as soon as it reads the address gets the graceful path, never the default
         # action of SIGTERM (which would kill the process with status -15).
-        loop.add_signal_handler(signal.SIGINT, shutdown.on_signal, signal.SIGINT)
-        loop.add_signal_handler(signal.SIGTERM, shutdown.on_signal, signal.SIGTERM)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+            loop.add_signal_handler(sig, shutdown.on_signal, sig)
+        if parent_pid is not None:
+            shutdown.watch_parent(parent_pid)
         for url in urls:
             log.info("listening on %s", url)
         if ready is not None:
             ready(server, urls)
         loop.run()
-        shutdown.report()
+        return shutdown.report()
     finally:
         server.close()
         loop.close()
 
 
-def format_url(host: str, port: int) -> str:
+def _tls_kwargs(ssl_context: ssl.SSLContext | None) -> dict[str, Any]:
+    if ssl_context is None:
+        return {}
+    return {"ssl_context": ssl_context}
+
+
+def format_url(host: str, port: int, scheme: str = "http") -> str:
     """``http://host:port/`` with an IPv6 host in brackets."""
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/"
+    return f"{scheme}://{shown}:{port}/"
+
+
+def is_address_in_use(exc: OSError) -> bool:
+    return exc.errno == errno.EADDRINUSE
 
 
 class _Shutdown:
-    """The signal side of ``serve``: graceful on the first signal, immediate on the second,
-    and the counts for the closing log line."""
+    """The signal side of ``serve``: graceful on the first signal, immediate on the second
+    (or on SIGQUIT), and the counts for the closing report."""
 
-    def __init__(self, server: Server, loop: SelectorLoop) -> None:
+    def __init__(self, server: Server, loop: Any) -> None:
         self.server = server
         self.loop = loop
         self.signals = 0
+        self.signal_name = ""
         self.started = 0.0
         self.in_flight = 0
         self.forced = 0
+        self.parent_pid = 0
 
     def on_signal(self, signum: int) -> None:
         self.signals += 1
         name = signal.Signals(signum).name
         server = self.server
-        if self.signals > 1:
+        if self.signals > 1 or signum == signal.SIGQUIT:
+            if self.signals == 1:
+                self.signal_name = name
+                self.started = self.loop.time()
             self.forced += server.connection_count
-            log.warning("%s again: closing %d connection(s) now", name, server.connection_count)
+            log.warning("%s: closing %d connection(s) now", name, server.connection_count)
             server.close()
             self.loop.stop()
             return
+        self.signal_name = name
         grace = server.config.shutdown_grace
         self.started = self.loop.time()
+        # Stop accepting at once; what was accepted gets a moment to send its request before
+        # the shutdown closes the connections that are idle.
+        server._close_listeners()
+        settle = min(SETTLE_SECONDS, grace / 2)
+        self.loop.call_later(settle, self._begin, name, grace - settle)
+
+    def _begin(self, name: str, grace: float) -> None:
+        if self.signals > 1:
+            return
+        server = self.server
         self.in_flight = server.connection_count
         log.info(
             "%s: shutting down; draining %d connection(s) for up to %.1fs (signal again to force)",
@@ -105,18 +268,35 @@ class _Shutdown:
         )
         # Scheduled before the server's own grace timer, for the same moment or earlier, so
         # it runs first and counts what the server is about to close.
-        self.loop.call_at(self.started + grace, self._count_forced)
+        self.loop.call_at(self.loop.time() + grace, self._count_forced)
         server.shutdown(grace).add_done_callback(lambda _f: self.loop.stop())
 
     def _count_forced(self) -> None:
-        self.forced += self.server.connection_count
+        if self.signals == 1:
+            self.forced += self.server.connection_count
 
-    def report(self) -> None:
-        if not self.signals:
+    def watch_parent(self, pid: int) -> None:
+        self.parent_pid = pid
+        self.loop.call_later(PARENT_CHECK_SECONDS, self._check_parent)
+
+    def _check_parent(self) -> None:
+        if self.signals:
             return
+        if os.getppid() != self.parent_pid:
+            log.warning("the supervisor (pid %d) is gone; stopping", self.parent_pid)
+            self.on_signal(signal.SIGTERM)
+            return
+        self.loop.call_later(PARENT_CHECK_SECONDS, self._check_parent)
+
+    def report(self) -> StopReport | None:
+        if not self.signals:
+            return None
+        seconds = self.loop.time() - self.started
+        drained = max(0, self.in_flight - self.forced)
         log.info(
             "stopped after %.2fs: %d connection(s) drained, %d closed unfinished",
-            self.loop.time() - self.started,
-            self.in_flight - self.forced,
+            seconds,
+            drained,
             self.forced,
         )
+        return StopReport(self.signal_name, drained, self.forced, seconds)

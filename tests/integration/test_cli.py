@@ -27,7 +27,9 @@ from reactor.cli import main
 from reactor.config import Limits, ServerConfig
 
 CURL = "/usr/bin/curl"
-BANNER = re.compile(rb"reactor: serving (.+) on http://127\.0\.0\.1:(\d+)/ \(Ctrl-C to stop\)")
+BANNER = re.compile(
+    rb"reactor: serving (.+) on http://127\.0\.0\.1:(\d+)/ \((\w+) loop, (.+); Ctrl-C to stop\)"
+)
 
 
 # The package under test, first on the subprocess's path: the command runs in a temporary
@@ -350,7 +352,7 @@ def test_serves_an_app_from_the_current_directory(tmp_path: Path) -> None:
             conn.close()
         status, out = served.stop()
         assert status == 0
-        assert out == b"reactor: stopped\n"
+        assert out == b"reactor: stopped (0 connection(s) drained, 0 closed unfinished)\n"
 
 
 def test_config_flags_reach_the_server(tmp_path: Path) -> None:
@@ -378,9 +380,16 @@ def test_config_flags_reach_the_server(tmp_path: Path) -> None:
             assert conn.getresponse().status == 413
         finally:
             conn.close()
-        status, _ = served.stop()
+        status, out = served.stop()
         assert status == 0
-        assert '"POST /small HTTP/1.1" 200' in served.stderr()
+        # The access log goes to stdout, one Common Log Format line per request.
+        lines = out.decode().splitlines()
+        assert re.fullmatch(
+            r"127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
+            r'"POST /small HTTP/1\.1" 200 10',
+            lines[0],
+        ), lines
+        assert '"POST /small' not in served.stderr()
 
 
 def test_address_in_use_exits_1_with_a_message(tmp_path: Path) -> None:
@@ -411,7 +420,8 @@ def test_signal_shuts_down_gracefully_and_exits_0(
             status, out = served.stop(sig)
             assert status == 0
             assert time.monotonic() - started < 3
-            assert out == b"reactor: stopped\n"
+            # The idle keep-alive connection is closed at once and counts as drained.
+            assert out == b"reactor: stopped (1 connection(s) drained, 0 closed unfinished)\n"
             assert idle.recv(1) == b""  # the server closed it
         finally:
             idle.close()
