@@ -17,7 +17,7 @@ import stat
 import time
 from collections.abc import Callable, Coroutine
 from email.utils import formatdate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .buffers import RECV_SIZE
 from .config import ServerConfig
@@ -28,6 +28,9 @@ from .loop.futures import Future
 from .loop.selector import SelectorLoop
 from .request import Request
 from .response import ResponseWriter
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["Handler", "Server", "streaming"]
 
@@ -63,6 +66,7 @@ class Server:
         config: ServerConfig | None = None,
         *,
         on_state: StateHook | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {handler!r}")
@@ -71,6 +75,8 @@ class Server:
         self._loop: Loop = loop if loop is not None else SelectorLoop()
         self.config = config if config is not None else ServerConfig()
         self._state_hook = on_state
+        # TLS: accepted sockets are handshaken by reactor.tls before they become connections.
+        self._ssl_context = ssl_context
         self._listeners: list[socket.socket] = []
         self._accepting = False
         self._connections: set[Connection] = set()
@@ -187,11 +193,19 @@ class Server:
             if sock.family != socket.AF_UNIX:
                 # Responses are written whole; Nagle would only delay the last segment.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(self, sock, addr if addr else "unix")
-            self._connections.add(conn)
-            if self._state_hook is not None:
-                conn._hook(HookState.NEW)
-            conn.start()
+            if self._ssl_context is not None:
+                from .tls import start_handshake
+
+                start_handshake(self, sock, addr)  # calls _start_connection when done
+                continue
+            self._start_connection(sock, addr)
+
+    def _start_connection(self, sock: socket.socket, addr: Any) -> None:
+        conn = Connection(self, sock, addr if addr else "unix")
+        self._connections.add(conn)
+        if self._state_hook is not None:
+            conn._hook(HookState.NEW)
+        conn.start()
 
     # -- the connection table ----------------------------------------------------------------
 
