@@ -1,0 +1,316 @@
+"""Supervisor: pre-forked worker processes for ``reactor serve --workers N``.
+
+Owns forking N workers that share the listening sockets made before the fork, knowing when
+each is ready (a pipe it writes one byte to once it serves), restarting a worker that dies,
+and the signals: SIGTERM stops every worker gracefully (each drains its in-flight requests
+for up to ``graceful_timeout`` seconds, then the supervisor kills what is left); SIGINT and
+SIGQUIT stop them at once; SIGHUP replaces the workers one by one, starting each replacement
+and waiting until it serves before stopping the worker it replaces.
+
+All workers accept from the same listening sockets, so a worker that stops accepting leaves
+the queued connections to the others and a rolling restart drops nothing. (Separate
+SO_REUSEPORT sockets per worker would spread connections more evenly, but Linux resets the
+connections queued on a socket when its worker closes it, unless net.ipv4.tcp_migrate_req is
+set.) It must not know HTTP: a worker is a function ``run_worker(parent_pid, ready)``.
+Tests: tests/integration/test_workers.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("reactor.workers")
+
+#: ``run_worker(parent_pid, ready)`` serves until it is told to stop; ``ready(*args)`` is
+#: called once it serves. Its return value is ignored; the worker then exits with status 0.
+RunWorker = Callable[[int, Callable[..., object]], object]
+
+#: Seconds a new worker gets to say it is ready before it is considered failed.
+START_TIMEOUT = 30.0
+#: Seconds INT/QUIT give workers to close before they are killed.
+FAST_STOP_SECONDS = 3.0
+#: A worker that dies within this many seconds of its start counts as a failed start;
+#: restarts are then delayed, longer each time, up to MAX_RESTART_DELAY.
+QUICK_DEATH_SECONDS = 1.0
+MAX_RESTART_DELAY = 5.0
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
+
+
+@dataclass
+class Worker:
+    pid: int
+    ready_fd: int
+    started: float
+    ready: bool = False
+    retiring: bool = False  # told to stop: its exit is expected
+
+
+@dataclass
+class _Stats:
+    started: int = 0
+    restarted: int = 0
+    replaced: int = 0
+    killed: int = 0
+    exits: list[int] = field(default_factory=list)
+
+
+class Supervisor:
+    """Runs ``count`` workers until a stopping signal; ``run(ready)`` returns the exit status
+    (0 after SIGTERM/SIGINT/SIGQUIT) and calls ``ready()`` once every worker serves."""
+
+    def __init__(self, count: int, run_worker: RunWorker, *, graceful_timeout: float) -> None:
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        self.count = count
+        self.run_worker = run_worker
+        self.graceful_timeout = graceful_timeout
+        self.workers: dict[int, Worker] = {}
+        self.stats = _Stats()
+        self._pending: list[int] = []
+        self._wake_r = -1
+        self._wake_w = -1
+        self._stopping: str | None = None
+        self._stop_deadline = 0.0
+        self._rolling: list[int] = []  # pids still to replace in a rolling restart
+        self._replacing: tuple[int, int] | None = None  # (old pid, new pid) in progress
+        self._quick_deaths = 0
+        self._restart_at = 0.0
+        self._announced = False
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self, ready: Callable[[], object]) -> int:
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        previous_fd = signal.set_wakeup_fd(self._wake_w)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _SIGNALS}
+        try:
+            for _ in range(self.count):
+                self._spawn()
+            deadline = time.monotonic() + START_TIMEOUT
+            while not self._stopping:
+                self._pump(min(1.0, max(0.0, deadline - time.monotonic())))
+                if not self._announced and self._all_ready():
+                    self._announced = True
+                    log.info("%d workers ready: %s", self.count, self._pids())
+                    ready()
+                if not self._announced and time.monotonic() > deadline:
+                    log.error("workers did not start within %.0fs", START_TIMEOUT)
+                    self._begin_stop("start failure", signal.SIGKILL, 0.0)
+                    return self._finish(1)
+            return self._finish(0)
+        finally:
+            signal.set_wakeup_fd(previous_fd)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _finish(self, status: int) -> int:
+        """Wait for every worker to exit (killing them at the stop deadline)."""
+        killed = False
+        while self.workers:
+            remaining = self._stop_deadline - time.monotonic()
+            if remaining <= 0 and not killed:
+                for pid in list(self.workers):
+                    log.warning("worker %d did not stop in time; killing it", pid)
+                    self._kill(pid, signal.SIGKILL)
+                    self.stats.killed += 1
+                killed = True
+            self._wait_events(0.1 if killed else min(0.5, max(0.0, remaining)))
+            self._reap()
+        return status
+
+    def summary(self) -> str:
+        s = self.stats
+        return (
+            f"{s.started} worker(s) started, {s.restarted} restarted after dying, "
+            f"{s.replaced} replaced by SIGHUP, {s.killed} killed at the deadline"
+        )
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._pending.append(signum)
+
+    def _wait_events(self, timeout: float) -> list[int]:
+        fds = [self._wake_r] + [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
+        try:
+            readable, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:
+            readable = []
+        if self._wake_r in readable:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        return readable
+
+    def _pump(self, timeout: float) -> None:
+        readable = self._wait_events(timeout)
+        for worker in list(self.workers.values()):
+            if not worker.ready and worker.ready_fd in readable:
+                self._on_ready_byte(worker)
+        self._reap()
+        pending, self._pending = self._pending, []
+        for signum in pending:
+            self._handle_signal(signum)
+        if self._stopping:
+            return
+        self._advance_rolling()
+        live = len(self.workers) - self._retiring_count()
+        if live < self.count and time.monotonic() >= self._restart_at:
+            self._spawn()
+            self.stats.restarted += 1
+
+    def _on_ready_byte(self, worker: Worker) -> None:
+        try:
+            data = os.read(worker.ready_fd, 1)
+        except OSError:
+            data = b""
+        os.close(worker.ready_fd)
+        worker.ready_fd = -1
+        if data:  # else it exited before serving, and _reap will see it
+            worker.ready = True
+            self._quick_deaths = 0
+            log.info("worker %d serving", worker.pid)
+
+    def _handle_signal(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            return  # reaped in _pump
+        name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            if self._stopping:
+                return
+            log.info("SIGHUP: replacing %d worker(s) one by one", len(self.workers))
+            self._rolling = [pid for pid, w in self.workers.items() if not w.retiring]
+            return
+        if signum == signal.SIGTERM:
+            self._begin_stop(name, signal.SIGTERM, self.graceful_timeout + 1.0)
+        else:
+            self._begin_stop(name, signal.SIGQUIT, FAST_STOP_SECONDS)
+
+    def _begin_stop(self, why: str, sig: int, seconds: float) -> None:
+        self._stopping = why
+        self._stop_deadline = time.monotonic() + seconds
+        log.info("%s: stopping %d worker(s)", why, len(self.workers))
+        for pid, worker in self.workers.items():
+            worker.retiring = True
+            self._kill(pid, sig)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _pids(self) -> list[int]:
+        return sorted(self.workers)
+
+    def _all_ready(self) -> bool:
+        live = [w for w in self.workers.values() if not w.retiring]
+        return len(live) >= self.count and all(w.ready for w in live)
+
+    def _retiring_count(self) -> int:
+        return sum(1 for w in self.workers.values() if w.retiring)
+
+    def _spawn(self) -> int:
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            status = 1
+            try:
+                os.close(ready_r)
+                self._become_worker(ready_w)
+                status = 0
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+            finally:
+                os._exit(status)
+        os.close(ready_w)
+        self.workers[pid] = Worker(pid, ready_r, time.monotonic())
+        self.stats.started += 1
+        log.info("started worker %d", pid)
+        return pid
+
+    def _become_worker(self, ready_w: int) -> None:
+        signal.set_wakeup_fd(-1)
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        for worker in self.workers.values():
+            if worker.ready_fd >= 0:
+                os.close(worker.ready_fd)
+        parent = os.getppid()
+
+        def ready(*_args: Any) -> None:
+            try:
+                os.write(ready_w, b"1")
+            finally:
+                os.close(ready_w)
+
+        self.run_worker(parent, ready)
+
+    def _kill(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _reap(self) -> None:
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            if worker.ready_fd >= 0:
+                os.close(worker.ready_fd)
+                worker.ready_fd = -1
+            code = os.waitstatus_to_exitcode(status)
+            self.stats.exits.append(code)
+            if worker.retiring:
+                log.info("worker %d stopped (exit %d)", pid, code)
+                continue
+            log.warning("worker %d died (exit %d); starting another", pid, code)
+            if self._replacing is not None and self._replacing[1] == pid:
+                self._replacing = None  # the replacement died: the old one stays
+            if time.monotonic() - worker.started < QUICK_DEATH_SECONDS:
+                self._quick_deaths += 1
+                delay = min(MAX_RESTART_DELAY, 0.1 * 2**self._quick_deaths)
+                self._restart_at = time.monotonic() + delay
+            else:
+                self._quick_deaths = 0
+
+    def _advance_rolling(self) -> None:
+        if self._replacing is not None:
+            old, new = self._replacing
+            replacement = self.workers.get(new)
+            if replacement is None or not replacement.ready:
+                return
+            self._replacing = None
+            worker = self.workers.get(old)
+            if worker is not None:
+                worker.retiring = True
+                self._kill(old, signal.SIGTERM)
+                self.stats.replaced += 1
+                log.info("worker %d replaced by %d", old, new)
+        while self._rolling and self._replacing is None:
+            old = self._rolling.pop(0)
+            if old not in self.workers:
+                continue
+            new = self._spawn()
+            self._replacing = (old, new)
