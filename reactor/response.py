@@ -18,6 +18,7 @@ from .buffers import BufferPair
 from .errors import BrokenConnectionError, ConnectionClosedError, HijackedError, NotSupportedError
 from .http.headers import Headers
 from .http.serialize import LAST_CHUNK, encode_fields, status_line
+from .http.state import ConnState
 from .loop.futures import Future
 
 if TYPE_CHECKING:
@@ -30,6 +31,20 @@ __all__ = ["ResponseWriter", "hijack"]
 log = logging.getLogger("reactor.server")
 
 _BODYLESS = frozenset({204, 304})
+_CLOSED = ConnState.CLOSED
+# Fields whose presence changes what the server adds or how it frames the body.
+_HEAD_FIELDS = frozenset({"content-length", "transfer-encoding", "date", "server", "connection"})
+# Encoded "Name: value\r\n" lines of fields seen before; bounded, cleared when full.
+_FIELD_LINES: dict[tuple[str, str], bytes] = {}
+_FIELD_LINES_MAX = 512
+
+
+def _encode_field(item: tuple[str, str]) -> bytes:
+    line = encode_fields((item,))
+    if len(_FIELD_LINES) >= _FIELD_LINES_MAX:
+        _FIELD_LINES.clear()
+    _FIELD_LINES[item] = line
+    return line
 
 
 def _caller() -> str:
@@ -108,33 +123,33 @@ class ResponseWriter:
             if len(data):
                 log.warning("response.write on hijacked connection from %s", _caller())
             raise HijackedError()
-        self._check_open()
+        conn = self._conn
+        if self._finished or conn is None:
+            raise ConnectionClosedError("the response is finished")
+        if conn.state is _CLOSED:
+            raise BrokenConnectionError("the client connection is closed")
         n = len(data)
-        if not self.status:
-            self.status = 200
+        status = self.status
+        if not status:
+            self.status = status = 200
         if n == 0:
             return 0
-        if self.status in _BODYLESS or self.status < 200:
-            raise ValueError(f"a {self.status} response has no body")
-        if self._declared_length < 0 and not self._head_sent:
-            length = self.headers.get("content-length")
-            if length is not None:
-                self._declared_length = _parse_length(length)
-        total = self._body_size + self._sent_body + n
-        if 0 <= self._declared_length < total:
-            raise ValueError(
-                f"body of {total} bytes exceeds the declared Content-Length {self._declared_length}"
-            )
+        if status < 200 or status in _BODYLESS:
+            raise ValueError(f"a {status} response has no body")
         if not self._head_sent:
+            # A declared Content-Length is checked when the head is built (_send_head).
             self._body.append(bytes(data))
             self._body_size += n
-            conn = self._conn
-            assert conn is not None
             if self._body_size > conn._config.response_buffer:
                 # Commit to a framing (the declared length, else chunked) and stream the
                 # rest: a handler writing a large body must not make us hold all of it.
                 self._send_head(final=False)
             return n
+        total = self._sent_body + n
+        if 0 <= self._declared_length < total:
+            raise ValueError(
+                f"body of {total} bytes exceeds the declared Content-Length {self._declared_length}"
+            )
         self._write_body(data)
         return n
 
@@ -185,54 +200,87 @@ class ResponseWriter:
         if self._finished:
             raise ConnectionClosedError("the response is finished")
         conn = self._conn
-        if conn is not None and conn._closed_under_handler():
+        if conn is not None and conn.state is _CLOSED:
             raise BrokenConnectionError("the client connection is closed")
 
     def _send_head(self, final: bool) -> None:
+        """Build the head (deciding the framing once) and queue it with the held body."""
         conn = self._conn
         assert conn is not None
         status = self.status or 200
         self.status = status
-        headers = self.headers
-        bodyless = status in _BODYLESS or status < 200
+        version = self._version
+        bodyless = status < 200 or status in _BODYLESS
+        # One pass over the handler's fields: what the framing depends on, and the encoded
+        # lines (cached per (name, value): most responses repeat the same fields).
+        has_date = has_server = has_connection = False
+        declared = self._declared_length
+        lines: list[bytes] = []
+        cache = _FIELD_LINES
+        for item in self.headers._items:
+            lname = item[0].lower()
+            if lname in _HEAD_FIELDS:
+                if lname == "content-length":
+                    if bodyless and status != 304:
+                        continue
+                    if declared < 0:
+                        declared = _parse_length(item[1])
+                elif lname == "transfer-encoding":
+                    if bodyless:
+                        continue
+                    # The framing is ours to decide; a handler's value is replaced.
+                    continue
+                elif lname == "date":
+                    has_date = True
+                elif lname == "server":
+                    has_server = True
+                elif lname == "connection":
+                    has_connection = True
+            line = cache.get(item)
+            if line is None:
+                line = _encode_field(item)
+            lines.append(line)
         keep_alive = conn._keep_alive
-        if self._declared_length < 0:
-            length = headers.get("content-length")
-            if length is not None:
-                self._declared_length = _parse_length(length)
+        tail: bytes = b""
         if bodyless:
             self._framing = 4
-            if status != 304:
-                headers.remove("content-length")
-            headers.remove("transfer-encoding")
-        elif self._declared_length >= 0:
+        elif declared >= 0:
+            if declared < self._body_size:
+                raise ValueError(
+                    f"body of {self._body_size} bytes exceeds the declared Content-Length "
+                    f"{declared}"
+                )
             self._framing = 1
         elif final:
             self._framing = 1
-            headers.set("Content-Length", str(self._body_size))
-        elif self._version == "HTTP/1.1":
+            tail = b"Content-Length: %d\r\n" % self._body_size
+        elif version == "HTTP/1.1":
             self._framing = 2
-            headers.set("Transfer-Encoding", "chunked")
+            tail = b"Transfer-Encoding: chunked\r\n"
         else:
             self._framing = 3
             keep_alive = False
-        parts = [status_line(status)]
+        self._declared_length = declared
         if status != 101:
             if not keep_alive:
-                if "connection" not in headers or self._version == "HTTP/1.1":
-                    headers.set("Connection", "close")
                 conn._keep_alive = False
-            elif self._version == "HTTP/1.0":
-                headers.set("Connection", "keep-alive")
-        cfg = conn._config
-        extra = conn._server._default_headers()
-        if "date" not in headers:
-            parts.append(extra[0])
-        if cfg.server_header is not None and "server" not in headers:
-            parts.append(extra[1])
-        parts.append(encode_fields(headers))
-        parts.append(b"\r\n")
-        head = b"".join(parts)
+                if not has_connection or version == "HTTP/1.1":
+                    if has_connection:
+                        lines = [ln for ln in lines if not ln[:11].lower() == b"connection:"]
+                    tail += b"Connection: close\r\n"
+            elif version == "HTTP/1.0" and not has_connection:
+                tail += b"Connection: keep-alive\r\n"
+        date_line, server_line = conn._server._default_headers()
+        head = b"".join(
+            (
+                status_line(status, "HTTP/1.1"),
+                b"" if has_date else date_line,
+                b"" if has_server else server_line,
+                b"".join(lines),
+                tail,
+                b"\r\n",
+            )
+        )
         self._head_sent = True
         writer = conn._writer
         writer.write(head)
@@ -241,7 +289,7 @@ class ResponseWriter:
             self._body = []
             size = self._body_size
             self._body_size = 0
-            if final and self._framing == 1 and len(body) == 1 and not self._head_only:
+            if self._framing == 1 and len(body) == 1 and not self._head_only:
                 writer.write(body[0])
                 self._sent_body += size
             else:
