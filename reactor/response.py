@@ -266,7 +266,7 @@ class ResponseWriter:
                 conn._keep_alive = False
                 if not has_connection or version == "HTTP/1.1":
                     if has_connection:
-                        lines = [ln for ln in lines if not ln[:11].lower() == b"connection:"]
+                        lines = [ln for ln in lines if ln[:11].lower() != b"connection:"]
                     tail += b"Connection: close\r\n"
             elif version == "HTTP/1.0" and not has_connection:
                 tail += b"Connection: keep-alive\r\n"
