@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import select
 import signal
 import threading
 import time
@@ -98,6 +99,7 @@ class AsyncioLoop:
         self._closed = False
         self._thread_id: int | None = None
         self._signals: dict[int, Any] = {}
+        self._hangup_check = type(self._aloop).__module__.startswith("uvloop")
 
     @property
     def asyncio_loop(self) -> asyncio.AbstractEventLoop:
@@ -155,6 +157,8 @@ class AsyncioLoop:
 
     def _on_read(self, fileno: int) -> None:
         if self._deferred():
+            if self._hangup_check:
+                self._recall_after_hangup(fileno, self._on_read)
             return
         entry = self._fds.get(fileno)
         cb = entry.reader if entry is not None else None
@@ -164,9 +168,13 @@ class AsyncioLoop:
             cb(*entry.reader_args)  # type: ignore[union-attr]
         except Exception:
             log.exception("error in reader callback %r", cb)
+        if self._hangup_check and entry is not None and entry.reader is not None:
+            self._recall_after_hangup(fileno, self._on_read)
 
     def _on_write(self, fileno: int) -> None:
         if self._deferred():
+            if self._hangup_check:
+                self._recall_after_hangup(fileno, self._on_write)
             return
         entry = self._fds.get(fileno)
         cb = entry.writer if entry is not None else None
@@ -176,6 +184,22 @@ class AsyncioLoop:
             cb(*entry.writer_args)  # type: ignore[union-attr]
         except Exception:
             log.exception("error in writer callback %r", cb)
+        if self._hangup_check and entry is not None and entry.writer is not None:
+            self._recall_after_hangup(fileno, self._on_write)
+
+    def _recall_after_hangup(self, fileno: int, dispatch: Callable[[int], None]) -> None:
+        """uvloop (libuv) stops watching an fd after the event that reports an error or a
+        hangup (a peer's RST), having called the callbacks once: a reader that reads once per
+        call would never hear of the reset, or of the rest of the data. While the fd is in
+        that state, call again on the next pass, as a level-triggered loop does."""
+        poller = select.poll()
+        poller.register(fileno, select.POLLIN)
+        try:
+            events = poller.poll(0)
+        except OSError:
+            return
+        if events and events[0][1] & (select.POLLERR | select.POLLHUP):
+            self._aloop.call_soon(dispatch, fileno)
 
     # -- readers and writers --------------------------------------------------------------
 
