@@ -352,7 +352,7 @@ class Connection:
         except Exception as exc:
             self._handler_failed(exc)
             return
-        if isinstance(result, Coroutine):
+        if result is not None and isinstance(result, Coroutine):
             task = self._loop.spawn(result)
             task.add_done_callback(self._on_task_done)
             return

@@ -12,17 +12,20 @@ import enum
 __all__ = ["TRANSITIONS", "ConnState", "HookState", "check_transition"]
 
 
-class ConnState(enum.Enum):
-    """Where a connection is in its life (internal; finer than the hook states)."""
+class ConnState(enum.IntEnum):
+    """Where a connection is in its life (internal; finer than the hook states).
 
-    IDLE = "IDLE"  # waiting for the first byte of a request (keep-alive or new)
-    READING_HEAD = "READING_HEAD"  # some bytes of a head are here, not all
-    READING_BODY = "READING_BODY"  # head parsed, waiting for the body of a buffering handler
-    HANDLING = "HANDLING"  # the handler runs (or its response is being finished)
-    DRAINING = "DRAINING"  # responses done, output over the high-water mark waits for the kernel
-    CLOSING = "CLOSING"  # last output sent, write side shut; reading and discarding until EOF
-    HIJACKED = "HIJACKED"  # terminal: the handler owns the socket
-    CLOSED = "CLOSED"  # terminal
+    An IntEnum so that the table look-ups on every transition hash in C (a plain Enum's
+    ``__hash__`` is Python code, measurable on the per-request path)."""
+
+    IDLE = 1  # waiting for the first byte of a request (keep-alive or new)
+    READING_HEAD = 2  # some bytes of a head are here, not all
+    READING_BODY = 3  # head parsed, waiting for the body of a buffering handler
+    HANDLING = 4  # the handler runs (or its response is being finished)
+    DRAINING = 5  # responses done, output over the high-water mark waits for the kernel
+    CLOSING = 6  # last output sent, write side shut; reading and discarding until EOF
+    HIJACKED = 7  # terminal: the handler owns the socket
+    CLOSED = 8  # terminal
 
 
 class HookState(enum.Enum):
