@@ -44,3 +44,9 @@ def reminder(w: ResponseWriter, r: Request) -> None:
 
 def clean(w: ResponseWriter, r: Request) -> None:
     w.write(r.body.read() or b"clean")
+
+
+def wsgi_hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """A WSGI app for the ``--wsgi`` path."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello"]
