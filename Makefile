@@ -35,3 +35,23 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# `make bench` (`make bench QUICK=1`: under 2 minutes): reactor against its peers with wrk,
+# written to docs/benchmarks.md (quick: build/bench/quick.md). Peers go into their own venv;
+# wrk comes from Debian. BENCH_ARGS passes more options to tools/bench/run.py.
+BENCH_VENV := build/bench-venv
+BENCH_PY := $(BENCH_VENV)/bin/python
+
+.PHONY: bench
+
+$(BENCH_VENV)/.installed: tools/bench/requirements.txt
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV) || python3 -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet -r tools/bench/requirements.txt
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	@command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y wrk; }
+	BENCH_COMMAND="make bench$(if $(QUICK), QUICK=1)" $(BENCH_PY) tools/bench/run.py \
+		$(if $(QUICK),--quick,--full) $(BENCH_ARGS)
