@@ -902,20 +902,26 @@ def _short_repr(obj: object, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _where(filename: str) -> str:
+    """A file name relative to the current directory when it is under it."""
+    cwd = os.getcwd() + os.sep
+    return filename[len(cwd) :] if filename.startswith(cwd) else filename
+
+
 def describe(obj: object) -> str:
     """One object, in words."""
     if isinstance(obj, types.ModuleType):
         return f"module {obj.__name__!r}"
     if isinstance(obj, types.FunctionType):
         code = obj.__code__
-        return f"function {obj.__qualname__!r} ({code.co_filename}:{code.co_firstlineno})"
+        return f"function {obj.__qualname__!r} ({_where(code.co_filename)}:{code.co_firstlineno})"
     if isinstance(obj, types.MethodType):
         return f"bound method {obj.__func__.__qualname__!r} of {_short_repr(obj.__self__, 50)}"
     if isinstance(obj, types.CellType):
         return "closure cell"
     if isinstance(obj, types.FrameType):
         code = obj.f_code
-        return f"frame of {code.co_qualname!r} ({code.co_filename}:{obj.f_lineno})"
+        return f"frame of {code.co_qualname!r} ({_where(code.co_filename)}:{obj.f_lineno})"
     if isinstance(obj, TimerHandle):
         state = "armed" if obj.callback is not None else "cancelled"
         loop = obj._loop
@@ -1238,7 +1244,7 @@ def _measure(
         sum(s.size_diff for s in diff) / max(result.connections, 1), 1
     )
     result.top_sites = [
-        f"{s.traceback[0].filename}:{s.traceback[0].lineno} "
+        f"{_where(s.traceback[0].filename)}:{s.traceback[0].lineno} "
         f"{s.size_diff / max(result.connections, 1):+.1f} B/conn ({s.count_diff:+d} blocks)"
         for s in diff[:5]
         if s.size_diff > 0
@@ -1557,6 +1563,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Graphviz's dot, else FILE.dot)",
     )
     parser.add_argument(
+        "--summary",
+        metavar="FILE",
+        help="also write the summary table (Markdown) to FILE",
+    )
+    parser.add_argument(
         "--max-bytes-per-conn",
         type=float,
         metavar="B",
@@ -1660,12 +1671,19 @@ def run_from_args(args: argparse.Namespace) -> int:
             print(line, file=lines_to, flush=True)
 
     report = run(scenarios, args.requests, options, progress)
+    table = format_table(report)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print()
-        for line in format_table(report):
-            print(line)
+        print("\n".join(table))
+    if args.summary:
+        try:
+            with open(args.summary, "w", encoding="utf-8") as out:
+                out.write("\n".join(table) + "\n")
+        except OSError as exc:
+            print(f"reactor leakcheck: cannot write --summary: {exc}", file=sys.stderr)
+            return 1
     return 0 if report.ok else 1
 
 
