@@ -169,7 +169,9 @@ class Writer:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._buf = bytearray()
+        # The shared empty ``bytes`` while nothing waits (an idle connection pays for no
+        # bytearray); a ``bytearray`` from the first write until everything is sent.
+        self._buf: bytes | bytearray = b""
 
     def buffered(self) -> int:
         """How many written bytes wait to be sent."""
@@ -177,7 +179,11 @@ class Writer:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Buffer ``data``; nothing is sent before ``flush()``."""
-        self._buf += data
+        buf = self._buf
+        if type(buf) is bytes:
+            self._buf = bytearray(data)
+        else:
+            buf += data  # bytearray: extended in place
         return len(data)
 
     def _send_some(self) -> int:
@@ -191,9 +197,9 @@ class Writer:
         except BlockingIOError:
             return len(buf)
         if sent >= len(buf):
-            self._buf = bytearray()
+            self._buf = b""
             return 0
-        del buf[:sent]
+        del buf[:sent]  # type: ignore[union-attr]  # non-empty: a bytearray
         return len(buf)
 
     def flush(self) -> None:
@@ -203,7 +209,7 @@ class Writer:
         if not self._buf:
             return
         if self._sock.gettimeout() != 0.0:  # blocking, or blocking with a timeout
-            buf, self._buf = self._buf, bytearray()
+            buf, self._buf = self._buf, b""
             self._sock.sendall(buf)
             return
         while self._buf:

@@ -100,20 +100,21 @@ class Connection:
         "_waiter",
         "_writer",
         "_writing",
-        "remote_addr",
         "state",
     )
 
-    def __init__(self, server: Server, sock: socket.socket, remote_addr: Any) -> None:
+    def __init__(self, server: Server, sock: socket.socket, remote_addr: Any = None) -> None:
         self._server = server
         self._loop = server._loop
         self._config = server.config
         self._limits = server.config.limits
         self._sock = sock
-        self.remote_addr = remote_addr
         self._reader = Reader(sock)
         self._writer = Writer(sock)
-        self._parser = RequestParser(self._limits)
+        # None while no partial head is pending: complete heads are parsed by the server's
+        # shared parser (its fast path keeps no state); a connection gets its own parser
+        # only to remember its search progress through a head that arrives in pieces.
+        self._parser: RequestParser | None = None
         self.state = IDLE
         self._head: Any = None
         self._body_scan: ChunkedDecoder | None = None
@@ -135,6 +136,16 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.remote_addr!r} {self.state.name}>"
+
+    @property
+    def remote_addr(self) -> Any:
+        """The peer's address, asked of the socket: keeping accept()'s address tuple would
+        cost every idle connection about 150 bytes. None once the socket is closed."""
+        try:
+            addr = self._sock.getpeername()
+        except OSError:
+            return None
+        return addr if addr else "unix"
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -241,9 +252,23 @@ class Connection:
         while not self._closing:
             state = self.state
             if state is IDLE or state is READING_HEAD:
+                parser = self._parser
                 try:
-                    parsed = self._parser.parse(reader._buf, reader._pos)
+                    if parser is None:
+                        parsed = self._server._parser.parse(reader._buf, reader._pos)
+                        if parsed is None and reader.buffered():
+                            # A partial head: from now on this connection remembers how far
+                            # it searched, in a parser of its own.
+                            self._server._parser.reset()
+                            parser = self._parser = RequestParser(self._limits)
+                            parsed = parser.parse(reader._buf, reader._pos)
+                    else:
+                        parsed = parser.parse(reader._buf, reader._pos)
+                        if parsed is not None:
+                            self._parser = None
                 except ProtocolError as exc:
+                    self._parser = None
+                    self._server._parser.reset()
                     if state is IDLE:
                         self._set_state(READING_HEAD)
                         self._hook(HookState.ACTIVE)
@@ -343,7 +368,7 @@ class Connection:
         self._disarm()
         body_cls = StreamingBody if self._server._streaming else Body
         body = body_cls(self, head.body_framing, head.content_length)
-        request = Request(head, body, self.remote_addr, self)
+        request = Request(head, body, None, self)
         response = ResponseWriter(self, head.version, head.method == "HEAD")
         self._request = request
         self._response = response
@@ -444,7 +469,7 @@ class Connection:
         self._resume_reading()
 
     def _log_access(self, request: Request, response: ResponseWriter) -> None:
-        addr = self.remote_addr
+        addr = request.remote_addr
         host = addr[0] if isinstance(addr, tuple) else (addr or "-")
         access_log.info(
             '%s - - [%s] "%s %s %s" %d %s',
@@ -644,7 +669,7 @@ class Connection:
 
     def _abort(self) -> None:
         """Close now, dropping unsent output."""
-        self._writer._buf = bytearray()
+        self._writer._buf = b""
         self._close()
 
     def _close(self) -> None:

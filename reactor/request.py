@@ -123,13 +123,13 @@ class Request:
         "_conn",
         "_disconnect_callbacks",
         "_disconnected",
+        "_remote_addr",
         "body",
         "headers",
         "keep_alive",
         "method",
         "path",
         "query",
-        "remote_addr",
         "target",
         "version",
     )
@@ -143,7 +143,7 @@ class Request:
         self.headers: Headers = head.headers
         self.keep_alive: bool = head.keep_alive
         self.body = body
-        self.remote_addr = remote_addr
+        self._remote_addr = remote_addr
         target = head.target
         if target[:1] == "/":
             path, _, query = target.partition("?")
@@ -159,6 +159,16 @@ class Request:
         self._conn = conn
         self._disconnected = False
         self._disconnect_callbacks: list[Callable[[], object]] | None = None
+
+    @property
+    def remote_addr(self) -> Any:
+        """The client's address (``(host, port)``, or ``"unix"``), asked of the socket once."""
+        addr = self._remote_addr
+        if addr is None:
+            conn = self._conn
+            if conn is not None:
+                addr = self._remote_addr = conn.remote_addr
+        return addr
 
     # -- client-disconnect notification (HIJACK-SPEC B13) -----------------------------------
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .buffers import RECV_SIZE
 from .config import ServerConfig
 from .connection import Connection
+from .http.parser import RequestParser
 from .http.state import HookState
 from .loop.base import Loop
 from .loop.futures import Future
@@ -90,6 +91,9 @@ class Server:
         # One receive buffer for every connection of this server: a recv_into() here and a
         # copy of just the bytes that came, instead of a 64 KiB allocation per recv().
         self._scratch = memoryview(bytearray(RECV_SIZE))
+        # Parses every complete head; only its fast path is used across connections (a
+        # connection with a partial head gets a parser of its own).
+        self._parser = RequestParser(self.config.limits)
 
     @property
     def loop(self) -> Loop:
