@@ -203,6 +203,35 @@ def targets(results: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str,
     return rows
 
 
+NOTES = [
+    "## How the peers are set up",
+    "",
+    "Each app is in tools/bench/apps/ (Go: tools/bench/go/main.go) and answers `/`, `/64k`, "
+    "`/post` and `/static/1m.bin`; keep-alive timeouts are raised to 600 s everywhere so the "
+    "idle-connection measurement is not cut short, access logs are off.",
+    "",
+    "- reactor: a plain handler `(w, r)` on `Server` + `SelectorLoop`; the uvloop variant "
+    "runs the same handler on `reactor.new_loop('uvloop')`; the WSGI variant serves the WSGI "
+    "app below through `reactor.wsgi.WSGIHandler`; static files through `StaticFiles`.",
+    "- uvicorn: a raw ASGI app, `--loop uvloop --http httptools`, one process; it reads the "
+    "static file in 64 KiB pieces.",
+    "- aiohttp: `web.Application` on uvloop; static files with `add_static` (sendfile).",
+    "- Tornado: `RequestHandler`s on its default asyncio loop; `StaticFileHandler`.",
+    "- gunicorn: one `gthread` worker with 4 threads, the same WSGI app as reactor's WSGI "
+    "variant (static files through `wsgi.file_wrapper`, i.e. sendfile).",
+    "- http.server: `ThreadingHTTPServer` with `protocol_version = 'HTTP/1.1'`, a buffered "
+    "`wfile` and TCP_NODELAY (unbuffered, the head and body go out in two sends and Nagle "
+    "makes the second wait 40 ms for a delayed ACK), and `Connection: close` echoed when it "
+    "closes (otherwise wrk counts every close as an error).",
+    "- Go: `net/http` with `GOMAXPROCS=1`, `http.FileServer` for static files.",
+    "",
+    "Under pipelining wrk's latency percentiles are not meaningful (it prints 0 for p99); "
+    "they are shown as `-`. Run one comparison by hand while optimising with "
+    "`python tools/bench/run.py --servers reactor,uvicorn --scenarios hello --rounds 3 "
+    "--duration 5` (prints the tables; `--help` lists the options).",
+]
+
+
 def markdown(results: dict[str, Any], chart_name: str | None = None) -> str:
     summary = summarize(results["runs"])
     meta = results["meta"]
@@ -261,6 +290,7 @@ def markdown(results: dict[str, Any], chart_name: str | None = None) -> str:
     mem = memory_tables(results)
     if mem:
         out += ["## Memory", "", *mem]
+    out += NOTES
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -116,6 +116,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", help="write the Markdown report here")
     p.add_argument("--chart", help="write the PNG chart here")
     p.add_argument("--json", default=str(BUILD / "results.json"), help="raw results")
+    p.add_argument("--from-json", help="only render the report from saved raw results")
     p.add_argument("--no-reexec", action="store_true", help="do not switch to build/bench-venv")
     args = p.parse_args(argv)
     preset = PRESETS["quick" if args.quick else "full" if args.full else "default"]
@@ -211,6 +212,9 @@ def _sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     maybe_reexec(args)
+    if args.from_json:
+        write_report(args, json.loads(Path(args.from_json).read_text()))
+        return 0
     signal.signal(signal.SIGTERM, _sigterm)
     if shutil.which("wrk") is None:
         log("wrk is not installed: apt-get install wrk (make bench does it)")
@@ -269,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
         results["meta"]["loadavg"].append(loadavg())
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1))
+    write_report(args, results)
+    log(f"bench: done in {fmt_time(time.monotonic() - started)}; raw results in {args.json}")
+    return 0
+
+
+def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
     chart_name = None
     if args.chart:
         try:
@@ -282,9 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
         log(f"bench: report written to {args.output}")
-    print(text[text.index("## Throughput") :] if "## Throughput" in text else text)
-    log(f"bench: done in {fmt_time(time.monotonic() - started)}; raw results in {args.json}")
-    return 0
+    start = text.find("## Targets")
+    print(text[max(0, start) : text.find("## How the peers")].rstrip())
 
 
 def throughput(

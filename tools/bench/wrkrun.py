@@ -150,4 +150,6 @@ def wrk_version(wrk: str = "wrk") -> str:
     except OSError:
         return "not installed"
     first = (proc.stdout + proc.stderr).strip().splitlines()
-    return first[0].split(" [")[0].split(" Copyright")[0] if first else "unknown"
+    if not first:
+        return "unknown"
+    return first[0].split(" [")[0].split(" Copyright")[0].removeprefix("wrk ")
