@@ -18,14 +18,25 @@ from .errors import (
 )
 from .http.headers import Headers
 from .http.state import HookState
-from .loop import CancelledError, Future, SelectorLoop, Task, TimerHandle
+from .loop import CancelledError, Future, Loop, SelectorLoop, Task, TimerHandle, new_loop
 from .request import Body, Request, StreamingBody
 from .response import ResponseWriter, hijack
 from .run import serve
 from .server import Server, streaming
 from .stream import IncompleteReadError, LineTooLongError, Stream, StreamClosed
 
+
+def __getattr__(name: str) -> object:
+    # AsyncioLoop imports asyncio: only on first use, so ``import reactor`` stays light.
+    if name == "AsyncioLoop":
+        from .loop.asyncio_loop import AsyncioLoop
+
+        return AsyncioLoop
+    raise AttributeError(f"module 'reactor' has no attribute {name!r}")
+
+
 __all__ = [
+    "AsyncioLoop",
     "Body",
     "BrokenConnectionError",
     "BufferPair",
@@ -39,6 +50,7 @@ __all__ = [
     "LimitExceeded",
     "Limits",
     "LineTooLongError",
+    "Loop",
     "LoopClosedError",
     "NotSupportedError",
     "ProtocolError",
@@ -56,6 +68,7 @@ __all__ = [
     "TimerHandle",
     "Writer",
     "hijack",
+    "new_loop",
     "serve",
     "streaming",
 ]

@@ -34,7 +34,7 @@ from .buffers import RECV_SIZE, BufferPair
 from .errors import BrokenConnectionError, ConnectionClosedError, LimitExceeded
 from .loop.futures import Future
 from .loop.handles import Handle
-from .loop.selector import SelectorLoop
+from .loop.base import Loop
 
 __all__ = ["IncompleteReadError", "LineTooLongError", "Stream", "StreamClosed"]
 
@@ -104,7 +104,7 @@ class Stream:
 
     def __init__(
         self,
-        loop: SelectorLoop,
+        loop: Loop,
         sock: socket.socket,
         pair: BufferPair,
         *,
