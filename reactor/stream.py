@@ -32,9 +32,9 @@ from collections.abc import Callable
 
 from .buffers import RECV_SIZE, BufferPair
 from .errors import BrokenConnectionError, ConnectionClosedError, LimitExceeded
+from .loop.base import Loop
 from .loop.futures import Future
 from .loop.handles import Handle
-from .loop.base import Loop
 
 __all__ = ["IncompleteReadError", "LineTooLongError", "Stream", "StreamClosed"]
 
