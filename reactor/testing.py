@@ -1,24 +1,41 @@
-"""Helpers for testing handlers (and reactor itself): a server in a background thread, a raw
-request builder and a fake clock.
+"""Helpers for testing handlers (and reactor itself): a server in a background thread, a
+request client, a raw request builder, a fake clock, and a pump for loops driven by hand.
+
+``serve_in_thread`` starts a server on 127.0.0.1:0 on a loop of any backend in a daemon thread
+and stops it on exit; ``request`` sends one request with http.client and returns
+``(status, headers, body)``; ``raw_request`` builds the bytes of a request (for tests that
+write to a socket themselves); ``FakeClock`` drives the loop's timers without sleeping;
+``run_until`` turns a loop with ``run_once`` until a condition holds. Must not send anything
+but to the address it is given. Documented in docs/embedding.md ("Testing handlers").
 
 Tests: tests/test_testing.py and every integration test (they use these helpers).
 """
 
 from __future__ import annotations
 
+import http.client
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import ServerConfig
 from .http.serialize import serialize_request
 from .loop import Loop, new_loop
 from .server import Handler, Server
 
-__all__ = ["FakeClock", "RunningServer", "raw_request", "serve_in_thread"]
+__all__ = [
+    "FakeClock",
+    "Response",
+    "RunningServer",
+    "raw_request",
+    "request",
+    "run_until",
+    "serve_in_thread",
+]
 
 
 class FakeClock:
@@ -82,6 +99,18 @@ class RunningServer:
     def connect(self, timeout: float = 5.0) -> socket.socket:
         return socket.create_connection(self.address, timeout=timeout)
 
+    def request(
+        self,
+        method: str = "GET",
+        target: str = "/",
+        body: bytes | None = None,
+        headers: dict[str, str] | list[tuple[str, str]] | None = None,
+        *,
+        timeout: float = 10.0,
+    ) -> Response:
+        """``request(self, ...)``: one request on a new connection."""
+        return request(self, method, target, body, headers, timeout=timeout)
+
 
 @contextmanager
 def serve_in_thread(
@@ -138,3 +167,49 @@ def raw_request(
     if host is not None and not any(n.lower() == "host" for n, _ in fields):
         fields.insert(0, ("Host", host))
     return serialize_request(method, target, fields, body, version=version, chunks=chunks)
+
+
+class Response(NamedTuple):
+    """What ``request`` returns: ``status, headers, body = request(srv, "GET", "/")``.
+    ``headers`` is case-insensitive (``headers["content-type"]``; ``get_all`` for repeats)."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+def request(
+    server: RunningServer | tuple[str, int],
+    method: str = "GET",
+    target: str = "/",
+    body: bytes | None = None,
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    *,
+    timeout: float = 10.0,
+) -> Response:
+    """Send one request on a new connection (http.client) and read the whole response.
+
+    ``server``: a RunningServer or a ``(host, port)``. A ``body`` gets its Content-Length
+    from http.client. Blocking: call it from the test's thread, never from the loop's."""
+    host, port = server.address if isinstance(server, RunningServer) else server
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        fields = dict(headers) if headers is not None else {}
+        conn.request(method, target, body=body, headers=fields)
+        resp = conn.getresponse()
+        data = resp.read()
+        return Response(resp.status, resp.headers, data)
+    finally:
+        conn.close()
+
+
+def run_until(
+    loop: Loop, condition: Callable[[], bool], timeout: float = 5.0, step: float = 0.05
+) -> None:
+    """Turn ``loop`` with ``run_once(step)`` until ``condition()`` is true; TimeoutError after
+    ``timeout`` seconds of real time. For tests that drive a loop on their own thread."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{condition!r} still false after {timeout}s")
+        loop.run_once(step)
