@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import logging
+import select
 import selectors
 import signal
 import socket
@@ -35,6 +36,9 @@ log = logging.getLogger("reactor.loop")
 
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
+# epoll masks that wake a reader (anything but "writable only") and a writer.
+_NOT_EPOLLOUT = ~getattr(select, "EPOLLOUT", 4)
+_NOT_EPOLLIN = ~getattr(select, "EPOLLIN", 1)
 
 # Compact the timer heap when more than this many entries are cancelled and they are more
 # than half of it (CPython base_events uses the same two conditions).
@@ -71,6 +75,14 @@ class SelectorLoop:
     ) -> None:
         self._clock = clock
         self._selector = selector if selector is not None else selectors.DefaultSelector()
+        # On epoll, run_once polls the selector's epoll object itself (see _dispatch_epoll);
+        # the selector's fd map (a private attribute of every stdlib selector) resolves fds.
+        self._epoll: Any = None
+        self._fd_to_key: Any = getattr(self._selector, "_fd_to_key", None)
+        if type(self._selector) is getattr(selectors, "EpollSelector", None) and isinstance(
+            self._fd_to_key, dict
+        ):
+            self._epoll = self._selector._selector  # type: ignore[attr-defined]
         self._ready: deque[Handle] = deque()
         self._timers: list[TimerHandle] = []
         self._timer_seq = 0
@@ -338,6 +350,72 @@ class SelectorLoop:
             if timers:
                 wait = max(0.0, timers[0].when - self._clock())
                 timeout = wait if timeout is None else min(timeout, wait)
+        epoll = self._epoll
+        if epoll is not None:
+            self._dispatch_epoll(epoll, timeout)
+        else:
+            self._dispatch_selector(timeout)
+        if timers:
+            now = self._clock()
+            while timers and timers[0].when <= now:
+                timer = heapq.heappop(timers)
+                if timer.callback is None:
+                    self._cancelled_timers -= 1
+                    continue
+                timer._loop = None
+                ready.append(timer)
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            cb = handle.callback
+            if cb is None:
+                continue
+            args = handle.args
+            handle.callback = handle.args = None
+            try:
+                cb(*args)  # type: ignore[misc]
+            except Exception:
+                log.exception("error in callback %r", cb)
+
+    def _dispatch_epoll(self, epoll: Any, timeout: float | None) -> None:
+        """The selector's own epoll object, polled directly: selectors' select() builds a
+        (key, mask) tuple per event and converts masks in Python, which showed in profiles
+        of the per-request path. Registrations still go through the selector, whose fd map
+        gives each event its entry. Masks as in selectors.EpollSelector: an error or hang-up
+        (EPOLLERR, EPOLLHUP) wakes both the reader and the writer."""
+        try:
+            events = epoll.poll(-1 if timeout is None else timeout, self._max_events())
+        except InterruptedError:
+            return
+        fd_to_key = self._fd_to_key
+        for fd, mask in events:
+            key = fd_to_key.get(fd)
+            if key is None:
+                continue
+            entry = key.data
+            if entry is None:
+                self._drain_waker()
+                continue
+            # Read the callbacks at dispatch time: an earlier callback in this pass may have
+            # removed them (and the fd may even be closed); a removed entry is cleared.
+            if mask & _NOT_EPOLLOUT:
+                cb = entry.reader
+                if cb is not None:
+                    try:
+                        cb(*entry.reader_args)
+                    except Exception:
+                        log.exception("error in reader callback %r", cb)
+            if mask & _NOT_EPOLLIN:
+                cb = entry.writer
+                if cb is not None:
+                    try:
+                        cb(*entry.writer_args)
+                    except Exception:
+                        log.exception("error in writer callback %r", cb)
+
+    def _max_events(self) -> int:
+        return max(len(self._fd_to_key), 1)
+
+    def _dispatch_selector(self, timeout: float | None) -> None:
         events = self._selector.select(timeout)
         for key, mask in events:
             entry = key.data
@@ -360,26 +438,6 @@ class SelectorLoop:
                         cb(*entry.writer_args)
                     except Exception:
                         log.exception("error in writer callback %r", cb)
-        if timers:
-            now = self._clock()
-            while timers and timers[0].when <= now:
-                timer = heapq.heappop(timers)
-                if timer.callback is None:
-                    self._cancelled_timers -= 1
-                    continue
-                timer._loop = None
-                ready.append(timer)
-        for _ in range(len(ready)):
-            handle = ready.popleft()
-            cb = handle.callback
-            if cb is None:
-                continue
-            args = handle.args
-            handle.callback = handle.args = None
-            try:
-                cb(*args)  # type: ignore[misc]
-            except Exception:
-                log.exception("error in callback %r", cb)
 
     def run(self) -> None:
         """Run until ``stop()`` is called."""
