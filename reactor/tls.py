@@ -92,7 +92,7 @@ class TLSHandshake:
         ctx: ssl.SSLContext,
         sock: socket.socket,
         addr: Any,
-        timeout: float = HANDSHAKE_TIMEOUT,
+        timeout: float | None = None,
     ) -> None:
         self._server = server
         self._loop = server.loop
@@ -100,6 +100,8 @@ class TLSHandshake:
         self._sock: ssl.SSLSocket | None = ctx.wrap_socket(
             sock, server_side=True, do_handshake_on_connect=False
         )
+        if timeout is None:
+            timeout = HANDSHAKE_TIMEOUT
         self._timer = self._loop.call_later(timeout, self._on_timeout)
         self._step()
 

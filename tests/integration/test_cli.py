@@ -53,6 +53,7 @@ class Served:
     port: int
     banner: bytes
     stderr_path: Path
+    urls: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -87,27 +88,37 @@ def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     return buf.split(b"\n", 1)[0]
 
 
+URLS = re.compile(rb"reactor: serving .+? on (.+) \(\w+ loop, .+; Ctrl-C to stop\)")
+
+
 @contextmanager
-def reactor_serve(*args: str, cwd: Path) -> Iterator[Served]:
-    """Run ``python -m reactor serve --port 0 *args`` in ``cwd``; yield once it prints its
-    address; kill it (if still running) when the block ends."""
+def reactor_serve(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, port0: bool = True
+) -> Iterator[Served]:
+    """Run ``python -m reactor serve --port 0 *args`` in ``cwd`` (without ``--port 0`` if not
+    ``port0``); yield once it prints its address (``Served.urls`` has every URL it printed);
+    kill it (if still running) when the block ends."""
     stderr_path = cwd.parent / f"stderr-{time.monotonic_ns()}.txt"
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "reactor", "serve", "--port", "0", *args],
+            [sys.executable, "-m", "reactor", "serve", *(["--port", "0"] if port0 else []), *args],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=stderr,
-            env=_env(),
+            env={**_env(), **(env or {})},
         )
     try:
         try:
             line = _read_line(proc, timeout=10)
         except (TimeoutError, EOFError) as exc:
             raise AssertionError(f"{exc}; stderr: {stderr_path.read_text()}") from None
+        urls = URLS.fullmatch(line)
+        assert urls is not None, line
         match = BANNER.fullmatch(line)
-        assert match is not None, line
-        yield Served(proc, int(match.group(2)), line, stderr_path)
+        port = int(match.group(2)) if match else 0
+        served = Served(proc, port, line, stderr_path)
+        served.urls = urls.group(1).decode().split(", ")
+        yield served
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -479,3 +490,173 @@ def test_shutdown_grace_closes_what_did_not_finish(tmp_path: Path) -> None:
         finally:
             sock.close()
         assert "0 connection(s) drained, 1 closed unfinished" in served.stderr()
+
+
+# -- where to listen, environment variables, access log ------------------------------------------
+
+
+def _get_over(sock: socket.socket, target: str = "/hello.txt") -> bytes:
+    with sock:
+        sock.settimeout(5)
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        out = b""
+        while data := sock.recv(65536):
+            out += data
+    return out
+
+
+def test_bind_repeatable_tcp_ipv6_and_unix(site: Path, tmp_path: Path) -> None:
+    path = tmp_path / "r.sock"
+    with reactor_serve(
+        "--root",
+        str(site),
+        "--bind",
+        "127.0.0.1:0",
+        "--bind",
+        "[::1]:0",
+        "-b",
+        f"unix:{path}",
+        cwd=tmp_path,
+        port0=False,
+    ) as served:
+        v4, v6, unix = served.urls
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", v4)
+        assert re.fullmatch(r"http://\[::1\]:\d+/", v6)
+        assert unix == f"unix:{path}"
+        port4 = int(v4.rsplit(":", 1)[1].rstrip("/"))
+        port6 = int(v6.rsplit(":", 1)[1].rstrip("/"))
+        assert _get_over(socket.create_connection(("127.0.0.1", port4))).endswith(b"world\n")
+        six = socket.socket(socket.AF_INET6)
+        six.connect(("::1", port6))
+        assert _get_over(six).endswith(b"hello, world\n")
+        got = curl("-g", f"http://[::1]:{port6}/hello.txt")
+        assert got.stdout.endswith(b"\r\n\r\nhello, world\n")
+        local = socket.socket(socket.AF_UNIX)
+        local.connect(str(path))
+        assert _get_over(local).startswith(b"HTTP/1.1 200 OK\r\n")
+        got = curl("--unix-socket", str(path), "http://x/hello.txt")
+        assert got.stdout.endswith(b"\r\n\r\nhello, world\n")
+        status, _ = served.stop()
+        assert status == 0
+    assert not path.exists()  # the socket file is removed at exit
+
+
+def test_environment_variables_set_flags_and_the_command_line_wins(
+    site: Path, tmp_path: Path
+) -> None:
+    env = {
+        "REACTOR_PORT": "0",
+        "REACTOR_ROOT": str(site),
+        "REACTOR_SERVER_HEADER": "from-env",
+        "REACTOR_ACCESS_LOG": "-",
+        "REACTOR_MAX_HEADER_COUNT": "3",
+    }
+    with reactor_serve(cwd=tmp_path, env=env, port0=False) as served:
+        got = curl(served.url + "/hello.txt")
+        assert b"\r\nServer: from-env\r\n" in got.stdout
+        assert got.stdout.endswith(b"hello, world\n")
+        many = curl("-H", "A: 1", "-H", "B: 2", "-H", "C: 3", served.url + "/hello.txt")
+        assert many.stdout.startswith(b"HTTP/1.1 431")
+        _, out = served.stop()
+        assert b'"GET /hello.txt HTTP/1.1" 200 13' in out  # REACTOR_ACCESS_LOG=-: stdout
+    with reactor_serve("--server-header", "from-cli", cwd=tmp_path, env=env) as served:
+        assert b"\r\nServer: from-cli\r\n" in curl(served.url + "/hello.txt").stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "needle"),
+    [
+        ({"REACTOR_PORT": "http"}, [], "--port"),
+        ({"REACTOR_ACCESS_LOG_FORMAT": "fancy"}, [], "--access-log-format"),
+        ({"REACTOR_NO_SERVER_HEADER": "maybe"}, [], "REACTOR_NO_SERVER_HEADER"),
+        ({}, ["--bind", "127.0.0.1"], "HOST:PORT"),
+        ({}, ["--bind", "::1:80"], "brackets"),
+        ({}, ["--bind", "127.0.0.1:0", "--port", "0"], "--host/--port"),
+        ({}, ["--keyfile", "k.pem"], "--certfile"),
+        ({}, ["--certfile", "missing.pem"], "cannot load"),
+        ({}, ["--workers", "-1"], "--workers"),
+    ],
+)
+def test_bad_environment_and_bind_exit_2(
+    tmp_path: Path, env: dict[str, str], args: list[str], needle: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "reactor", "serve", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        env={**_env(), **env},
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert needle in result.stderr
+
+
+def test_bind_address_in_use_exits_1(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--bind", "127.0.0.1:0", "--bind", f"[::1]:{port}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == f"reactor: cannot listen on [::1]:{port}: address already in use"
+    )
+
+
+def test_access_log_to_a_file_in_combined_format(site: Path, tmp_path: Path) -> None:
+    log_path = tmp_path / "access.log"
+    with reactor_serve(
+        "--root",
+        str(site),
+        "--access-log",
+        str(log_path),
+        "--access-log-format",
+        "combined",
+        cwd=tmp_path,
+    ) as served:
+        curl(served.url + "/hello.txt")
+        curl(served.url + "/nope")
+        _, out = served.stop()
+    assert b"GET" not in out  # the file, not stdout
+    lines = log_path.read_text().splitlines()
+    assert len(lines) == 2
+    pattern = r'127\.0\.0\.1 - - \[[^]]+\] "GET {} HTTP/1\.1" {} \S+ "[^"]*" "[^"]*"'
+    assert re.fullmatch(pattern.format("/hello.txt", 200), lines[0]), lines[0]
+    assert re.fullmatch(pattern.format("/nope", 404), lines[1]), lines[1]
+
+
+def test_access_formatter_combined_fields() -> None:
+    import logging
+
+    from reactor.cli import AccessFormatter
+
+    record = logging.LogRecord(
+        "reactor.access", 20, "", 0, '1.2.3.4 - - "GET / HTTP/1.1"', (), None
+    )
+    assert AccessFormatter().format(record) == '1.2.3.4 - - "GET / HTTP/1.1"'
+    assert AccessFormatter(combined=True).format(record).endswith('"GET / HTTP/1.1" "-" "-"')
+    record.referer = "http://a/"
+    record.user_agent = 'curl/8 "quoted"'
+    assert (
+        AccessFormatter(combined=True)
+        .format(record)
+        .endswith('"GET / HTTP/1.1" "http://a/" "curl/8 \\"quoted\\""')
+    )
+
+
+def test_loop_asyncio_serves(site: Path, tmp_path: Path) -> None:
+    with reactor_serve("--root", str(site), "--loop", "asyncio", cwd=tmp_path) as served:
+        assert b"(asyncio loop, 1 process;" in served.banner
+        assert curl(served.url + "/hello.txt").stdout.endswith(b"hello, world\n")
+        status, _ = served.stop()
+        assert status == 0
+
+
+def test_leakcheck_is_a_subcommand(tmp_path: Path) -> None:
+    result = run_cli("--help", cwd=tmp_path)
+    assert "leakcheck" in result.stdout
+    result = run_cli("leakcheck", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "APP" in result.stdout
