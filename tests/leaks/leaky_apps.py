@@ -5,6 +5,8 @@ find each leak (exit status 1) and name its culprit in the back-reference chain.
 - ``cyclic``: a closure that refers to itself (and to the request): a reference cycle per
   request that only the cyclic GC frees.
 - ``reminder``: leaves a timer armed for an hour whose arguments hold the response.
+- ``byte_hoarding``: keeps 4 KiB of bytes per request in ``KEPT_BYTES``: no object count
+  grows (bytes are not tracked by the GC), only tracemalloc's retained bytes show it.
 - ``clean``: leaks nothing (the control).
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 from reactor import Request, ResponseWriter
 
 KEPT_REQUESTS: list[Request] = []
+KEPT_BYTES: list[bytes] = []
 
 
 def hoarding(w: ResponseWriter, r: Request) -> None:
@@ -40,6 +43,11 @@ def reminder(w: ResponseWriter, r: Request) -> None:
     assert conn is not None
     conn._loop.call_later(3600, remind, w)
     w.write(b"later")
+
+
+def byte_hoarding(w: ResponseWriter, r: Request) -> None:
+    KEPT_BYTES.append(b"%d" % len(KEPT_BYTES) + bytes(4096))
+    w.write(b"kept bytes")
 
 
 def clean(w: ResponseWriter, r: Request) -> None:

@@ -267,3 +267,37 @@ def test_add_arguments_and_run_from_args_for_the_reactor_cli(capsys: Any) -> Non
     report = json.loads(capsys.readouterr().out)
     assert report["scenarios"][0]["name"] == "status-400"
     assert report["scenarios"][0]["requests"] == 5
+
+
+def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "leakcheck.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+
+
+def test_ci_wrapper_writes_the_summary(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    done = run_tool("--requests", "10", "--scenario", "hijack-close", "--summary", str(summary))
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = summary.read_text()
+    assert table.startswith("| scenario | requests |")
+    assert "| hijack-close | 10 | 10 | 0 | 0 |" in table
+    assert table.rstrip().endswith("1 scenarios, 0 failed: no leaks")
+
+
+def test_ci_wrapper_bytes_threshold_catches_a_bytes_only_leak(tmp_path: Path) -> None:
+    args = ["--requests", "20", "--scenario", "app-close", "--summary", str(tmp_path / "s.md")]
+    # The library alone: no object is left, so no leak is seen.
+    lib = run_cli(f"{LEAKY}:byte_hoarding", *args)
+    assert lib.returncode == 0, lib.stdout + lib.stderr
+    # The CI wrapper's default threshold (1024 B/conn) sees the 4 KiB kept per request.
+    done = run_tool(f"{LEAKY}:byte_hoarding", *args)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "bytes retained per connection (limit 1024.0)" in done.stdout
+    assert "tests/leaks/leaky_apps.py" in done.stdout  # the top growth site
