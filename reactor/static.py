@@ -20,7 +20,7 @@ import mimetypes
 import os
 import stat
 from dataclasses import dataclass
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import quote, unquote_to_bytes
 
 from .errors import BrokenConnectionError, ConnectionClosedError
@@ -178,17 +178,40 @@ class StaticFiles:
     async def serve_file(
         self, w: ResponseWriter, r: Request, fd: int, st: os.stat_result, path: str
     ) -> None:
-        """Send a regular file: headers first (the framing is its length), then the bytes in
-        ``CHUNK_SIZE`` pieces, waiting for the output to drain between them."""
+        """Send a regular file: validators (``ETag``, ``Last-Modified``) and conditional
+        requests (304), a single ``Range`` (206, or 416 when unsatisfiable), then the bytes
+        in ``CHUNK_SIZE`` pieces, waiting for the output to drain between them."""
         size = st.st_size
+        etag = f'"{st.st_mtime_ns:x}-{size:x}"'
+        last_modified = formatdate(st.st_mtime, usegmt=True)
+        w.headers.set("ETag", etag)
+        w.headers.set("Last-Modified", last_modified)
+        if not_modified(r, etag, int(st.st_mtime)):
+            w.write_header(304)
+            return
         w.headers.set("Content-Type", self.content_type(path))
-        w.headers.set("Content-Length", str(size))
-        w.headers.set("Last-Modified", formatdate(st.st_mtime, usegmt=True))
-        w.write_header(200)
-        if r.method == "HEAD" or size == 0:
+        w.headers.set("Accept-Ranges", "bytes")
+        start, end = 0, size  # the half-open slice sent
+        status = 200
+        spec = r.headers.get("range")
+        if spec is not None and if_range_holds(r, etag, last_modified):
+            wanted = parse_range(spec, size)
+            if wanted == "unsatisfiable":
+                w.headers.set("Content-Range", f"bytes */{size}")
+                self.send_error(w, 416, "Range Not Satisfiable")
+                return
+            if isinstance(wanted, tuple):
+                start, end = wanted
+                status = 206
+                w.headers.set("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        w.headers.set("Content-Length", str(end - start))
+        w.write_header(status)
+        if r.method == "HEAD" or end == start:
             return
         os.set_blocking(fd, True)
-        remaining = size
+        if start:
+            os.lseek(fd, start, os.SEEK_SET)
+        remaining = end - start
         while remaining > 0:
             chunk = os.read(fd, min(CHUNK_SIZE, remaining))
             if not chunk:
@@ -295,6 +318,62 @@ class StaticFiles:
         w.headers.set("Content-Length", str(len(body)))
         w.write_header(status)
         w.write(body)
+
+
+def not_modified(r: Request, etag: str, mtime: int) -> bool:
+    """RFC 9110 13.1.2/13.1.3: ``If-None-Match`` (weak comparison; it wins when present),
+    else ``If-Modified-Since`` against the file's mtime in whole seconds."""
+    inm = r.headers.get("if-none-match")
+    if inm is not None:
+        tags = [t.strip().removeprefix("W/") for t in inm.split(",")]
+        return "*" in tags or etag in tags
+    ims = r.headers.get("if-modified-since")
+    if ims is None:
+        return False
+    try:
+        since = parsedate_to_datetime(ims).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+    return mtime <= since
+
+
+def if_range_holds(r: Request, etag: str, last_modified: str) -> bool:
+    """``If-Range``: the range applies only if the validator is still current (a strong
+    ETag match, or the exact Last-Modified date)."""
+    value = r.headers.get("if-range")
+    if value is None:
+        return True
+    value = value.strip()
+    return value in (etag, last_modified)
+
+
+def parse_range(spec: str, size: int) -> tuple[int, int] | str | None:
+    """One byte range of ``Range: bytes=...`` as a half-open ``(start, end)``;
+    ``"unsatisfiable"`` for a valid range outside the file; None to ignore the header (not
+    bytes, malformed, or several ranges: the whole file is sent, as RFC 9110 14.2 allows)."""
+    unit, sep, ranges = spec.partition("=")
+    if not sep or unit.strip().lower() != "bytes" or "," in ranges:
+        return None
+    first, dash, last = ranges.strip().partition("-")
+    if not dash:
+        return None
+    first, last = first.strip(), last.strip()
+    if first == "":
+        if not last.isdigit():
+            return None
+        suffix = int(last)
+        if suffix == 0:
+            return "unsatisfiable"
+        return (max(0, size - suffix), size)
+    if not first.isdigit() or (last and not last.isdigit()):
+        return None
+    start = int(first)
+    end = size if not last else min(size, int(last) + 1)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    return (start, end)
 
 
 def _display(url_path: str) -> str:

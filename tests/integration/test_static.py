@@ -395,3 +395,105 @@ def test_http10_client(server: RunningServer) -> None:
     status, headers, body = request(server, "/hello.txt", version="HTTP/1.0")
     assert (status, body) == (200, b"hello, world\n")
     assert headers["content-length"] == "13"
+
+
+# -- validators, conditional requests and ranges -------------------------------------------------
+
+
+def send(server: RunningServer, target: str, *headers: str, method: str = "GET") -> bytes:
+    extra = "".join(f"{h}\r\n" for h in headers)
+    with server.connect() as sock:
+        sock.sendall(
+            f"{method} {target} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n".encode()
+        )
+        raw = b""
+        while data := sock.recv(65536):
+            raw += data
+    return raw
+
+
+def test_etag_and_conditional_requests(server: RunningServer, root: Path) -> None:
+    mtime = 1_700_000_000
+    os.utime(root / "hello.txt", (mtime, mtime))
+    _, headers, _ = request(server, "/hello.txt")
+    etag = headers["etag"]
+    assert re.fullmatch(r'"[0-9a-f]+-d"', etag)
+    assert headers["accept-ranges"] == "bytes"
+    for cond in (
+        f"If-None-Match: {etag}",
+        f'If-None-Match: "other", W/{etag}',
+        "If-None-Match: *",
+        "If-Modified-Since: " + headers["last-modified"],
+        "If-Modified-Since: Wed, 01 Jan 2025 00:00:00 GMT",
+    ):
+        out = send(server, "/hello.txt", cond)
+        assert out.startswith(b"HTTP/1.1 304 "), (cond, out)
+        assert f"\r\nETag: {etag}\r\n".encode() in out
+        assert out.endswith(b"\r\n\r\n")  # no body
+    for cond in (
+        'If-None-Match: "other"',
+        "If-Modified-Since: Mon, 01 Jan 2001 00:00:00 GMT",
+        "If-Modified-Since: not a date",
+        # If-None-Match wins over If-Modified-Since.
+        'If-None-Match: "other"\r\nIf-Modified-Since: Wed, 01 Jan 2025 00:00:00 GMT',
+    ):
+        out = send(server, "/hello.txt", cond)
+        assert out.startswith(b"HTTP/1.1 200 "), (cond, out)
+        assert out.endswith(b"hello, world\n")
+    os.utime(root / "hello.txt", (mtime + 5, mtime + 5))
+    assert send(server, "/hello.txt", f"If-None-Match: {etag}").startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize(
+    ("spec", "content_range", "body"),
+    [
+        ("bytes=0-4", "bytes 0-4/13", b"hello"),
+        ("bytes=7-", "bytes 7-12/13", b"world\n"),
+        ("bytes=-6", "bytes 7-12/13", b"world\n"),
+        ("bytes=7-100", "bytes 7-12/13", b"world\n"),
+        ("bytes=-100", "bytes 0-12/13", b"hello, world\n"),
+        ("bytes=12-12", "bytes 12-12/13", b"\n"),
+    ],
+)
+def test_single_range(server: RunningServer, spec: str, content_range: str, body: bytes) -> None:
+    out = send(server, "/hello.txt", f"Range: {spec}")
+    head, _, got = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 206 Partial Content\r\n"), out
+    assert f"\r\nContent-Range: {content_range}\r\n".encode() in head
+    assert f"\r\nContent-Length: {len(body)}\r\n".encode() in head
+    assert got == body
+
+
+@pytest.mark.parametrize("spec", ["bytes=13-", "bytes=100-200", "bytes=-0"])
+def test_unsatisfiable_range_is_416(server: RunningServer, spec: str) -> None:
+    out = send(server, "/hello.txt", f"Range: {spec}")
+    assert out.startswith(b"HTTP/1.1 416 ")
+    assert b"\r\nContent-Range: bytes */13\r\n" in out
+
+
+@pytest.mark.parametrize(
+    "spec", ["bytes=0-1,3-4", "items=0-1", "bytes=5-2", "bytes=abc", "bytes=1"]
+)
+def test_ignored_ranges_send_the_whole_file(server: RunningServer, spec: str) -> None:
+    out = send(server, "/hello.txt", f"Range: {spec}")
+    assert out.startswith(b"HTTP/1.1 200 ")
+    assert out.endswith(b"\r\n\r\nhello, world\n")
+
+
+def test_if_range(server: RunningServer) -> None:
+    etag = request(server, "/hello.txt")[1]["etag"]
+    ok = send(server, "/hello.txt", "Range: bytes=0-4", f"If-Range: {etag}")
+    assert ok.startswith(b"HTTP/1.1 206 ") and ok.endswith(b"hello")
+    stale = send(server, "/hello.txt", "Range: bytes=0-4", 'If-Range: "stale"')
+    assert stale.startswith(b"HTTP/1.1 200 ") and stale.endswith(b"hello, world\n")
+
+
+def test_range_of_a_big_file_with_urllib3(server: RunningServer, root: Path) -> None:
+    data = (root / "big.bin").read_bytes()
+    start, end = 1_000_000, 2_500_000
+    with urllib3.PoolManager() as pool:
+        response = pool.request(
+            "GET", server.url + "/big.bin", headers={"Range": f"bytes={start}-{end}"}, retries=False
+        )
+    assert response.status == 206
+    assert response.data == data[start : end + 1]
