@@ -418,8 +418,13 @@ class Harness:
         )
 
     def settle(self, timeout: float = 1.0) -> None:
-        """Pump until no connection, registration or timer is left (or ``timeout``)."""
+        """Pump until no connection or registration is left (at most ``timeout``), then
+        until no new timer is armed (briefly: a connection's timer goes when it closes, so a
+        timer still armed then is a leak, not something to wait for)."""
         deadline = time.monotonic() + timeout
+        while not self.closed() and time.monotonic() < deadline:
+            self.loop.run_once(0.002)
+        deadline = time.monotonic() + min(timeout, 0.1)
         while not self.idle() and time.monotonic() < deadline:
             self.loop.run_once(0.002)
         for _ in range(3):
