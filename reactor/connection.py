@@ -31,7 +31,7 @@ from .http.parser import (
     RequestParser,
 )
 from .http.serialize import encode_fields, reason_phrase, status_line
-from .http.state import ConnState, HookState, check_transition
+from .http.state import TRANSITIONS, ConnState, HookState, check_transition
 from .loop.base import take_exception
 from .loop.futures import Future
 from .request import Body, Request, StreamingBody
@@ -156,7 +156,8 @@ class Connection:
         self._arm(_HEADER_TIMEOUT, self._config.read_header_timeout)
 
     def _set_state(self, new: ConnState) -> None:
-        check_transition(self.state, new)
+        if new not in TRANSITIONS[self.state]:
+            check_transition(self.state, new)  # raises, naming both states
         self.state = new
 
     def _hook(self, state: HookState) -> None:
@@ -271,20 +272,23 @@ class Connection:
                     self._server._parser.reset()
                     if state is IDLE:
                         self._set_state(READING_HEAD)
-                        self._hook(HookState.ACTIVE)
+                        if self._server._state_hook is not None:
+                            self._hook(HookState.ACTIVE)
                     self._reject(exc)
                     return
                 if parsed is None:
                     if state is IDLE and reader.buffered():
                         self._set_state(READING_HEAD)
-                        self._hook(HookState.ACTIVE)
+                        if self._server._state_hook is not None:
+                            self._hook(HookState.ACTIVE)
                         # Measured from the first byte; later bytes do not extend it.
                         self._arm(_HEADER_TIMEOUT, self._config.read_header_timeout)
                     break
                 head, end = parsed
                 if state is IDLE:
                     self._set_state(READING_HEAD)
-                    self._hook(HookState.ACTIVE)
+                    if self._server._state_hook is not None:
+                        self._hook(HookState.ACTIVE)
                 reader._consume(end - reader._pos)
                 if not self._start_request(head):
                     break
@@ -464,7 +468,8 @@ class Connection:
             self._flush_now()
             return
         self._set_state(IDLE)
-        self._hook(HookState.IDLE)
+        if self._server._state_hook is not None:
+            self._hook(HookState.IDLE)
         self._arm_wait_timeout()
         self._resume_reading()
 

@@ -10,7 +10,7 @@ connection. Tests: tests/integration/test_server.py, test_body.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -41,7 +41,8 @@ class Body:
         self._decoder: ChunkedDecoder | None = (
             ChunkedDecoder(conn._limits) if conn is not None and framing == BODY_CHUNKED else None
         )
-        self.trailers: list[tuple[str, str]] = []
+        # Filled when a chunked body's trailer section is read; shared empty until then.
+        self.trailers: Sequence[tuple[str, str]] = ()
 
     @property
     def complete(self) -> bool:

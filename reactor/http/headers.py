@@ -95,16 +95,23 @@ class Headers:
 
     def set(self, name: str, value: str) -> None:
         """Replace every field of this name with one."""
-        self.remove(name)
-        self.add(name, value)
+        items = self._items
+        if items:
+            self.remove(name)
+            items = self._items
+        items.append((name, value))
+        if self._index is not None:
+            self._index.setdefault(name.lower(), []).append(value)
 
     __setitem__ = set
 
     def remove(self, name: str) -> None:
         key = name.lower()
-        if self._items and any(n.lower() == key for n, _ in self._items):
-            self._items = [(n, v) for n, v in self._items if n.lower() != key]
-            self._index = None
+        for n, _ in self._items:
+            if n.lower() == key:
+                self._items = [(n, v) for n, v in self._items if n.lower() != key]
+                self._index = None
+                return
 
     def __delitem__(self, name: str) -> None:
         if name not in self:

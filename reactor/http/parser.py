@@ -54,7 +54,11 @@ _FIELDS_VALID = re.compile(
 _FIELDS_FINDALL = re.compile(
     r"(" + _FIELD_NAME + r"):[ \t]*(" + _FIELD_VALUE + r")[ \t]*\r?\n"
 ).findall
-_REQUEST_LINE_STR_RE = re.compile(r"([^ ]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+# The method is a token here; a line that fails only that is told apart for the message.
+_REQUEST_LINE_STR_RE = re.compile(
+    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])"
+)
+_REQUEST_LINE_LOOSE_RE = re.compile(r"([^ ]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 _CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;.*)?")
 _CHUNK_EXT_RE = re.compile(
     rb"(?:[ \t]*;[ \t]*["
@@ -239,6 +243,9 @@ class RequestParser:
             raise LimitExceeded(f"request line exceeds {limits.max_request_line} bytes", status=414)
         match = _REQUEST_LINE_STR_RE.fullmatch(line)
         if match is None:
+            loose = _REQUEST_LINE_LOOSE_RE.fullmatch(line)
+            if loose is not None:
+                raise ProtocolError(f"invalid method {_show(loose.group(1).encode('latin-1'))}")
             raw_line = line.encode("latin-1")
             if _VERSION_LIKE_RE.fullmatch(raw_line) and not raw_line.endswith(
                 (b"HTTP/1.1", b"HTTP/1.0")
@@ -246,8 +253,6 @@ class RequestParser:
                 raise ProtocolError(f"unsupported HTTP version in {_show(raw_line)}", status=505)
             raise ProtocolError(f"malformed request line {_show(raw_line)}")
         method, target, major, minor = match.groups()
-        if _METHOD_STR_RE(method) is None:
-            raise ProtocolError(f"invalid method {_show(method.encode('latin-1'))}")
         if major != "1" or (minor != "1" and minor != "0"):
             raise ProtocolError(f"unsupported HTTP version {major}.{minor}", status=505)
         version = "HTTP/1.1" if minor == "1" else "HTTP/1.0"
@@ -362,7 +367,6 @@ class RequestParser:
 _FRAMING_FIELDS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "expect", "upgrade"}
 )
-_METHOD_STR_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 
 
 def _field_error(rest: str) -> None:
