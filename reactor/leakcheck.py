@@ -687,12 +687,12 @@ def _shutdown(h: Harness, n: int) -> int:
         h.client.wait("the shutdown to complete", done.done)
         busy.close()
         idle.close()
-        del done, busy, idle
+        server.close()
+        del done, busy, idle, server
         if i == 0:
             h.checkpoint(_parked_keeps(1), "after shutdown, one hijack parked")
         _echo_parked(h, [parked])
-        server.close()
-        del server, parked
+        del parked
     return rounds * 3
 
 

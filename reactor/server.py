@@ -85,6 +85,7 @@ class Server:
         self._shutting_down = False
         self._shutdown_future: Future[None] | None = None
         self._backoff_timer: Any = None
+        self._grace_timer: Any = None
         self._date_second = -1
         self._date_lines: tuple[bytes, bytes] = (b"", b"")
         self._unix_paths: list[str] = []
@@ -277,11 +278,12 @@ class Server:
             self._finish_shutdown()
             return fut
         delay = self.config.shutdown_grace if grace is None else grace
-        self._loop.call_later(delay, self._force_close)
+        self._grace_timer = self._loop.call_later(delay, self._force_close)
         log.info("shutdown: waiting up to %.1fs for %d connections", delay, len(self._connections))
         return fut
 
     def _force_close(self) -> None:
+        self._grace_timer = None
         if self._connections:
             log.info(
                 "shutdown: closing %d connections after the grace period", len(self._connections)
@@ -291,6 +293,12 @@ class Server:
         self._finish_shutdown()
 
     def _finish_shutdown(self) -> None:
+        # The grace timer holds this server: cancel it as soon as nothing is left to wait
+        # for (found by reactor leakcheck's shutdown scenario).
+        timer = self._grace_timer
+        self._grace_timer = None
+        if timer is not None:
+            timer.cancel()
         fut = self._shutdown_future
         if fut is not None and not fut.done():
             fut.set_result(None)
