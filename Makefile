@@ -33,6 +33,12 @@ pytest: $(VENV)/.test
 
 test: lint typecheck pytest
 
+# `make leakcheck`: the long pass of `reactor leakcheck` (make test runs a fast pass).
+LEAKCHECK_REQUESTS ?= 5000
+.PHONY: leakcheck
+leakcheck: $(VENV)/.test
+	$(PY) tools/leakcheck.py --requests $(LEAKCHECK_REQUESTS) --summary leakcheck-summary.md
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
