@@ -142,7 +142,7 @@ def test_each_example_stops_on_its_own_after_seconds(name: str) -> None:
         "embed_many_servers": ["--admin-port", "0"],
         "embed_thread": ["--interval", "0.05"],
     }.get(name, [])
-    with program(name, "--seconds", "0.3", *extra) as prog:
+    with program(name, "--seconds", "0.5", *extra) as prog:
         started = time.monotonic()
         assert get(prog.address())[0] in (200, 404)
         rest = prog.finish()
@@ -229,24 +229,24 @@ def test_asyncio_app_serves_async_handlers_concurrently_and_stops_gracefully(
         address = prog.address()
         loop_name = "uvloop.Loop" if backend == "uvloop" else "asyncio.unix_events."
         assert get(address, "/?ms=10")[1].decode().startswith(f"slept 10 ms on {loop_name}")
-        # Two handlers sleeping 300 ms at once take 300 ms, not 600: asyncio.sleep yields.
+        # Three handlers sleeping 300 ms at once take 300 ms, not 900: asyncio.sleep yields.
         results: list[tuple[int, bytes]] = []
         started = time.monotonic()
         clients = [
             threading.Thread(target=lambda: results.append(get(address, "/?ms=300")))
-            for _ in range(2)
+            for _ in range(3)
         ]
         for t in clients:
             t.start()
         time.sleep(0.15)
-        # Stopping while both are in flight: shutdown() lets them finish.
+        # Stopping while they are in flight: shutdown() lets them finish.
         prog.proc.send_signal(signal.SIGINT)
         for t in clients:
             t.join(10)
         elapsed = time.monotonic() - started
-        assert [status for status, _ in results] == [200, 200]
+        assert [status for status, _ in results] == [200, 200, 200]
         assert all(body.startswith(b"slept 300 ms") for _, body in results)
-        assert elapsed < 0.55, elapsed
+        assert elapsed < 0.8, elapsed
         rest = prog.finish()
     assert re.fullmatch(r"stopped: heartbeat ran \d+ times; asyncio loop still running", rest[-1])
 
