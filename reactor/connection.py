@@ -369,7 +369,8 @@ class Connection:
         self._scan_pos = 0
         if self.state is not HANDLING:
             self._set_state(HANDLING)
-        self._disarm()
+        if not self._writing:  # pending output keeps its write timeout
+            self._timeout_kind = _NO_TIMEOUT
         body_cls = StreamingBody if self._server._streaming else Body
         body = body_cls(self, head.body_framing, head.content_length)
         request = Request(head, body, None, self)
@@ -450,12 +451,20 @@ class Connection:
                 ok = response._finish()
         if ok and self._config.access_log:
             self._log_access(request, response)
-        try:
-            complete = request.body._skip_rest()
-        except ProtocolError:
-            complete = False
-        request._detach()
-        response._detach()
+        body = request.body
+        if body._remaining or body._decoder is not None:
+            try:
+                complete = body._skip_rest()
+            except ProtocolError:
+                complete = False
+        else:
+            complete = True
+        # Detach both (inlined Request._detach / ResponseWriter._detach: per request).
+        request._conn = None
+        request._disconnect_callbacks = None
+        body._conn = None
+        response._finished = True
+        response._conn = None
         if self.state is CLOSED:  # sending the rest of the response found the peer gone
             return
         if not ok:
@@ -471,7 +480,8 @@ class Connection:
         if self._server._state_hook is not None:
             self._hook(HookState.IDLE)
         self._arm_wait_timeout()
-        self._resume_reading()
+        if not self._reading:
+            self._resume_reading()
 
     def _log_access(self, request: Request, response: ResponseWriter) -> None:
         addr = request.remote_addr

@@ -213,7 +213,7 @@ class Request:
         for cb in callbacks or ():
             cb()
 
-    def _detach(self) -> None:
+    def _detach(self) -> None:  # inlined in Connection._end_request: keep the two in step
         self._conn = None
         self._disconnect_callbacks = None
         self.body._conn = None

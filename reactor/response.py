@@ -31,6 +31,7 @@ __all__ = ["ResponseWriter", "hijack"]
 log = logging.getLogger("reactor.server")
 
 _BODYLESS = frozenset({204, 304})
+_STATUS_LINES_11: dict[int, bytes] = {}
 _CLOSED = ConnState.CLOSED
 # Fields whose presence changes what the server adds or how it frames the body.
 _HEAD_FIELDS = frozenset({"content-length", "transfer-encoding", "date", "server", "connection"})
@@ -271,30 +272,47 @@ class ResponseWriter:
             elif version == "HTTP/1.0" and not has_connection:
                 tail += b"Connection: keep-alive\r\n"
         date_line, server_line = conn._server._default_headers()
-        head = b"".join(
-            (
-                status_line(status, "HTTP/1.1"),
-                b"" if has_date else date_line,
-                b"" if has_server else server_line,
-                b"".join(lines),
-                tail,
-                b"\r\n",
+        line = _STATUS_LINES_11.get(status)
+        if line is None:
+            line = _STATUS_LINES_11[status] = status_line(status, "HTTP/1.1")
+        body = self._body
+        self._head_sent = True
+        if body and self._framing == 1 and len(body) == 1 and not self._head_only:
+            # The usual response: head and whole body in one join, one buffer append.
+            self._body = []
+            self._sent_body += self._body_size
+            self._body_size = 0
+            conn._writer.write(
+                b"".join(
+                    (
+                        line,
+                        b"" if has_date else date_line,
+                        b"" if has_server else server_line,
+                        *lines,
+                        tail,
+                        b"\r\n",
+                        body[0],
+                    )
+                )
+            )
+            return
+        conn._writer.write(
+            b"".join(
+                (
+                    line,
+                    b"" if has_date else date_line,
+                    b"" if has_server else server_line,
+                    *lines,
+                    tail,
+                    b"\r\n",
+                )
             )
         )
-        self._head_sent = True
-        writer = conn._writer
-        writer.write(head)
-        body = self._body
         if body:
             self._body = []
-            size = self._body_size
             self._body_size = 0
-            if self._framing == 1 and len(body) == 1 and not self._head_only:
-                writer.write(body[0])
-                self._sent_body += size
-            else:
-                for chunk in body:
-                    self._write_body(chunk)
+            for chunk in body:
+                self._write_body(chunk)
 
     def _write_body(self, data: bytes | bytearray | memoryview) -> None:
         conn = self._conn
@@ -349,7 +367,7 @@ class ResponseWriter:
         body = reason.encode("utf-8", "replace") + b"\n"
         self.write(body)
 
-    def _detach(self) -> None:
+    def _detach(self) -> None:  # inlined in Connection._end_request: keep the two in step
         self._finished = True
         self._conn = None
         self._body = []
