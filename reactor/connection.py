@@ -93,6 +93,7 @@ class Connection:
         "_request",
         "_response",
         "_scan_pos",
+        "_served",
         "_server",
         "_sock",
         "_timeout_kind",
@@ -120,6 +121,7 @@ class Connection:
         self._body_scan: ChunkedDecoder | None = None
         self._scan_pos = 0
         self._linger = False
+        self._served = False  # whether a request has been dispatched on this connection
         self._request: Request | None = None
         self._response: ResponseWriter | None = None
         self._waiter: Future[Any] | None = None
@@ -371,6 +373,7 @@ class Connection:
             self._set_state(HANDLING)
         if not self._writing:  # pending output keeps its write timeout
             self._timeout_kind = _NO_TIMEOUT
+        self._served = True
         body_cls = StreamingBody if self._server._streaming else Body
         body = body_cls(self, head.body_framing, head.content_length)
         request = Request(head, body, None, self)
@@ -495,6 +498,11 @@ class Connection:
             request.version,
             response.status,
             response._sent_body or "-",
+            # For the Combined Log Format (reactor serve --access-log-format combined).
+            extra={
+                "referer": request.headers.get("referer"),
+                "user_agent": request.headers.get("user-agent"),
+            },
         )
 
     # -- streaming body and drain waits ---------------------------------------------------
@@ -603,6 +611,16 @@ class Connection:
         status = exc.status
         reason = reason_phrase(status)
         log.info("bad request from %s: %d %s", self.remote_addr, status, exc)
+        if self._config.access_log:
+            # No request line could be trusted: logged as "-" like nginx does for a 400.
+            addr = self.remote_addr
+            access_log.info(
+                '%s - - [%s] "-" %d -',
+                addr[0] if isinstance(addr, tuple) else (addr or "-"),
+                self._server._clf_time(),
+                status,
+                extra={"referer": None, "user_agent": None},
+            )
         self._error_and_close(status, f"{status} {reason}: {exc}")
 
     def _error_and_close(self, status: int, text: str) -> None:
@@ -721,7 +739,16 @@ class Connection:
         self._abort()
 
     def close_if_idle(self) -> bool:
-        if self.state is IDLE and not self._reader.buffered() and not self._writer.buffered():
+        """Shutdown: close a keep-alive connection that waits between requests. A connection
+        that has not had its first request yet is left to it (its request may be in the
+        kernel already; Go spares new connections the same way): it is answered with
+        ``Connection: close``, or ends at its header timeout or the grace period."""
+        if (
+            self.state is IDLE
+            and self._served
+            and not self._reader.buffered()
+            and not self._writer.buffered()
+        ):
             self._close()
             return True
         self._keep_alive = False

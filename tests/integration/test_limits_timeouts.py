@@ -267,14 +267,18 @@ def test_graceful_shutdown_lets_in_flight_finish(serve: Any) -> None:
     callbacks: list[str] = []
 
     async def slow(w: ResponseWriter, r: Request) -> None:
-        await srv.loop.sleep(0.3)
+        if r.path == "/slow":
+            await srv.loop.sleep(0.3)
         w.write(b"finished")
 
     srv = serve(slow)
     srv.call(lambda: srv.server.add_shutdown_callback(lambda: callbacks.append("ran")))
     idle = srv.connect()
+    idle.sendall(raw_request())
+    assert ResponseReader(idle).read().body == b"finished"  # now idle between requests
+    fresh = srv.connect()  # accepted, its request not sent yet
     busy = srv.connect()
-    busy.sendall(raw_request())
+    busy.sendall(raw_request(target="/slow"))
     time.sleep(0.05)
     result: list[float] = []
     start = time.monotonic()
@@ -286,7 +290,12 @@ def test_graceful_shutdown_lets_in_flight_finish(serve: Any) -> None:
 
     srv.call(begin)
     assert callbacks == ["ran"]
-    assert recv_all(idle, 2) == b""  # idle connection closed at once
+    assert is_closed(idle, 2)  # the idle keep-alive connection is closed at once
+    # A connection that had no request yet is spared: its request (which may have been in
+    # flight) is answered, with Connection: close.
+    fresh.sendall(raw_request())
+    fresh_data = recv_all(fresh, 3)
+    assert fresh_data.endswith(b"finished") and b"Connection: close" in fresh_data
     data = recv_all(busy, 3)
     assert data.endswith(b"finished")
     assert b"Connection: close" in data
@@ -296,6 +305,7 @@ def test_graceful_shutdown_lets_in_flight_finish(serve: Any) -> None:
     with pytest.raises(OSError):
         socket.create_connection(srv.address, timeout=1).recv(1)
     idle.close()
+    fresh.close()
     busy.close()
 
 

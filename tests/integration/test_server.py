@@ -593,3 +593,19 @@ def test_access_log_common_log_format(serve: Any, caplog: Any) -> None:
         r'"GET /a\?b=1 HTTP/1\.1" 200 13',
         lines[0],
     ), lines[0]
+
+
+def test_access_log_rejected_request_and_combined_fields(serve: Any, caplog: Any) -> None:
+    srv = serve(hello, ServerConfig(access_log=True))
+    with caplog.at_level(logging.INFO, logger="reactor.access"):
+        with srv.connect() as s:
+            s.sendall(raw_request(headers=[("Referer", "http://r/"), ("User-Agent", "ua/1")]))
+            ResponseReader(s).read()
+        with srv.connect() as s:
+            s.sendall(b"GET / HTTP/1.1\r\n\r\n")  # no Host: 400
+            recv_all(s)
+        srv.call(lambda: None)
+    records = [r for r in caplog.records if r.name == "reactor.access"]
+    assert len(records) == 2
+    assert records[0].referer == "http://r/" and records[0].user_agent == "ua/1"  # type: ignore[attr-defined]
+    assert records[1].getMessage().endswith('] "-" 400 -')
