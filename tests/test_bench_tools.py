@@ -189,6 +189,8 @@ def test_presets_and_explicit_options() -> None:
     assert full.memory_list == [1000, 10000] and full.output.endswith("docs/benchmarks.md")
     hand = run.parse_args(["--servers", "reactor,uvicorn", "--scenarios", "hello", "--rounds", "3"])
     assert hand.output is None and hand.memory_list == []
+    assert quick.json.endswith("quick.json") and full.json.endswith("full.json")
+    assert hand.json.endswith("results.json")
     with pytest.raises(SystemExit):
         run.parse_args(["--servers", "nginx"])
 

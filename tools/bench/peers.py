@@ -11,6 +11,7 @@ Tests: tests/test_bench_tools.py.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import shutil
@@ -27,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 ROOT = HERE.parent.parent
 HELLO = b"Hello, World!"
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -175,12 +177,15 @@ def unavailable(peer: Peer, ctx: Context) -> str | None:
 
 
 def raise_nofile() -> None:
-    """Soft RLIMIT_NOFILE up to the hard limit (run in the child before exec)."""
+    """In the child before exec: soft RLIMIT_NOFILE up to the hard limit, and SIGKILL when
+    the benchmark dies (PR_SET_PDEATHSIG), so that not even a killed run leaves a server."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY:
         hard = 1 << 20
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:

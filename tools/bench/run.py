@@ -115,11 +115,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hijack", type=int, help="parked hijacked conns (0: off)")
     p.add_argument("--output", help="write the Markdown report here")
     p.add_argument("--chart", help="write the PNG chart here")
-    p.add_argument("--json", default=str(BUILD / "results.json"), help="raw results")
+    p.add_argument("--json", help="raw results (default build/bench/<quick|full|results>.json)")
     p.add_argument("--from-json", help="only render the report from saved raw results")
     p.add_argument("--no-reexec", action="store_true", help="do not switch to build/bench-venv")
     args = p.parse_args(argv)
-    preset = PRESETS["quick" if args.quick else "full" if args.full else "default"]
+    name = "quick" if args.quick else "full" if args.full else "default"
+    preset = PRESETS[name]
+    if args.json is None:
+        args.json = str(BUILD / f"{'results' if name == 'default' else name}.json")
     for key, value in preset.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -216,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         write_report(args, json.loads(Path(args.from_json).read_text()))
         return 0
     signal.signal(signal.SIGTERM, _sigterm)
+    # Ctrl-C must stop the servers even when the shell started us with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if shutil.which("wrk") is None:
         log("wrk is not installed: apt-get install wrk (make bench does it)")
         return 2
