@@ -14,7 +14,9 @@ alone. Tests: tests/integration/*, tests/leaks/*.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import socket
 import traceback
 from collections.abc import Coroutine
@@ -70,6 +72,43 @@ _LINGER_SECONDS = 0.5
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+# A file body is sent in pieces of at most this many bytes per system call.
+_FILE_CHUNK = 1 << 20
+# sendfile() refuses these sockets or files: fall back to pread() + send().
+_NO_SENDFILE_ERRNOS = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK})
+
+
+class _FileBody:
+    """A file region queued as the rest of a response body (``ResponseWriter.sendfile``)."""
+
+    __slots__ = ("close_fd", "fd", "offset", "remaining", "use_sendfile", "waiter")
+
+    def __init__(
+        self, fd: int, offset: int, count: int, close_fd: bool, use_sendfile: bool, waiter: Any
+    ) -> None:
+        self.fd = fd
+        self.offset = offset
+        self.remaining = count
+        self.close_fd = close_fd
+        self.use_sendfile = use_sendfile
+        self.waiter = waiter
+
+    def finish(self, error: BaseException | None) -> None:
+        if self.close_fd:
+            self.close_fd = False
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+        waiter = self.waiter
+        self.waiter = None
+        if waiter is not None and not waiter.done():
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+
+
 class Connection:
     """One accepted connection, from accept to close or hijack."""
 
@@ -80,6 +119,7 @@ class Connection:
         "_config",
         "_continue_pending",
         "_deadline",
+        "_file",
         "_head",
         "_hijacked",
         "_keep_alive",
@@ -122,6 +162,7 @@ class Connection:
         self._scan_pos = 0
         self._linger = False
         self._served = False  # whether a request has been dispatched on this connection
+        self._file: _FileBody | None = None  # a file body queued behind the buffered output
         self._request: Request | None = None
         self._response: ResponseWriter | None = None
         self._waiter: Future[Any] | None = None
@@ -302,6 +343,11 @@ class Connection:
                 break
             if self.state is not IDLE:
                 break
+            if self._file is not None:  # a file body is still going out: wait for it
+                self._flush_now()
+                if self._file is not None:
+                    self._set_state(DRAINING)
+                    break
             if self._writer.buffered() > self._config.write_high_water:
                 self._flush_now()
                 if self._writer.buffered() > self._config.write_high_water:
@@ -541,6 +587,8 @@ class Connection:
             return
         try:
             remaining = self._writer._send_some()
+            if not remaining and self._file is not None:
+                remaining = self._send_file()
         except OSError:
             self._abort()
             return
@@ -558,9 +606,12 @@ class Connection:
             self._close_after_output()
 
     def _on_writable(self) -> None:
-        before = self._writer.buffered()
+        file = self._file
+        before = self._writer.buffered() + (file.remaining if file is not None else 0)
         try:
             remaining = self._writer._send_some()
+            if not remaining and file is not None:
+                remaining = self._send_file()
         except OSError:
             self._abort()
             return
@@ -585,6 +636,51 @@ class Connection:
         elif self.state is DRAINING:
             self._set_state(IDLE)
             self._process()
+
+    # -- file bodies ----------------------------------------------------------------------
+
+    def _queue_file(self, fd: int, offset: int, count: int, close_fd: bool) -> Future[None]:
+        """Queue ``count`` bytes of ``fd`` from ``offset`` behind the buffered output."""
+        fut: Future[None] = self._loop.create_future()
+        # os.sendfile() moves the bytes inside the kernel; it needs a plain socket (TLS
+        # must encrypt in user space, so an SSLSocket reads the file in pieces instead).
+        use_sendfile = type(self._sock) is socket.socket and hasattr(os, "sendfile")
+        self._file = _FileBody(fd, offset, count, close_fd, use_sendfile, fut)
+        self._flush_now()
+        return fut
+
+    def _send_file(self) -> int:
+        """Send what the kernel takes of the queued file; return the bytes left (0: done).
+        OSError: the peer is gone, or the file shrank (the response cannot be completed)."""
+        file = self._file
+        assert file is not None
+        sock = self._sock
+        while file.remaining:
+            size = min(file.remaining, _FILE_CHUNK)
+            if file.use_sendfile:
+                try:
+                    sent = os.sendfile(sock.fileno(), file.fd, file.offset, size)
+                except BlockingIOError:
+                    return file.remaining
+                except OSError as exc:
+                    if exc.errno not in _NO_SENDFILE_ERRNOS:
+                        raise
+                    file.use_sendfile = False
+                    continue
+            else:
+                data = os.pread(file.fd, size, file.offset)
+                try:
+                    sent = sock.send(data) if data else 0
+                except BlockingIOError:
+                    return file.remaining
+            if not sent:
+                log.warning("file body ended %d bytes short: the file shrank", file.remaining)
+                raise OSError(errno.EIO, "the file shrank while it was being sent")
+            file.offset += sent
+            file.remaining -= sent
+        self._file = None
+        file.finish(None)
+        return 0
 
     def _output_drained(self) -> None:
         state = self.state
@@ -719,6 +815,10 @@ class Connection:
         self._waiter = None
         if waiter is not None and not waiter.done():
             waiter.set_exception(BrokenConnectionError("the connection was closed"))
+        file = self._file
+        if file is not None:
+            self._file = None
+            file.finish(BrokenConnectionError("the connection closed before the file was sent"))
         request = self._request
         if request is not None and request.body.complete:
             request._notify_disconnect()
@@ -761,6 +861,8 @@ class Connection:
         leave the table, run the HIJACKED hook; hand over the socket and our own pair."""
         if self.state is CLOSED:
             raise ConnectionClosedError("the connection is closed")
+        if self._file is not None:
+            raise RuntimeError("hijack() while a sendfile() body is still being sent")
         self._hijacked = True
         self._continue_pending = False
         sock = self._sock

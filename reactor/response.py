@@ -11,8 +11,9 @@ tests/integration/test_server.py, test_hijack.py.
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from .buffers import BufferPair
 from .errors import BrokenConnectionError, ConnectionClosedError, HijackedError, NotSupportedError
@@ -62,6 +63,7 @@ class ResponseWriter:
         "_body_size",
         "_conn",
         "_declared_length",
+        "_file_sent",
         "_finished",
         "_framing",
         "_head_only",
@@ -81,6 +83,7 @@ class ResponseWriter:
         self.status = 0  # 0: not written yet (200 at the first write)
         self._head_sent = False
         self._finished = False
+        self._file_sent = False
         self._hijacked = False
         self._body: list[bytes] = []
         self._body_size = 0
@@ -137,6 +140,8 @@ class ResponseWriter:
             return 0
         if status < 200 or status in _BODYLESS:
             raise ValueError(f"a {status} response has no body")
+        if self._file_sent:
+            raise ValueError("no body may follow sendfile()")
         if not self._head_sent:
             # A declared Content-Length is checked when the head is built (_send_head).
             self._body.append(bytes(data))
@@ -166,6 +171,61 @@ class ResponseWriter:
         conn = self._conn
         assert conn is not None
         conn._flush_now()
+
+    def sendfile(
+        self,
+        file: int | IO[bytes],
+        offset: int = 0,
+        count: int | None = None,
+        *,
+        close: bool = False,
+    ) -> Future[None]:
+        """Send ``count`` bytes of a regular file from ``offset`` (default: to its end) as the
+        rest of the body. On a plain socket ``os.sendfile`` moves them inside the kernel;
+        otherwise (TLS) they are read in pieces as the socket takes them. No other body may
+        follow. Without a declared Content-Length, the body is framed by length if nothing
+        was written before, else chunked framing is refused (ValueError).
+
+        Returns a future done when the kernel has taken the last byte: an async handler
+        awaits it; the file must stay open until then, or pass ``close=True`` to hand the
+        descriptor over (it is closed when sent or when the connection ends)."""
+        if self._hijacked:
+            raise HijackedError()
+        conn = self._conn
+        if self._finished or conn is None:
+            raise ConnectionClosedError("the response is finished")
+        if conn.state is _CLOSED:
+            raise BrokenConnectionError("the client connection is closed")
+        fd = file if isinstance(file, int) else file.fileno()
+        if count is None:
+            count = os.fstat(fd).st_size - offset
+        if count < 0 or offset < 0:
+            raise ValueError(f"invalid file region: offset {offset}, count {count}")
+        if not self.status:
+            self.status = 200
+        if not self._head_sent:
+            if self._declared_length < 0 and not any(
+                name.lower() == "content-length" for name, _ in self.headers
+            ):
+                self.headers.set("Content-Length", str(self._body_size + count))
+            self._send_head(final=False)
+        if self._framing != 1:
+            raise ValueError("sendfile() needs a length-framed body: set Content-Length first")
+        total = self._sent_body + count
+        if total > self._declared_length:
+            raise ValueError(
+                f"body of {total} bytes exceeds the declared Content-Length {self._declared_length}"
+            )
+        self._sent_body = total
+        self._file_sent = True
+        if self._head_only or count == 0:
+            fut: Future[None] = conn._loop.create_future()
+            fut.set_result(None)
+            if close:
+                os.close(fd)
+            conn._flush_now()
+            return fut
+        return conn._queue_file(fd, offset, count, close)
 
     def drain(self) -> Future[None]:
         """``await w.drain()``: wait until buffered output is below the low-water mark."""
