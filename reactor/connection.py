@@ -328,11 +328,14 @@ class Connection:
                         self._arm(_HEADER_TIMEOUT, self._config.read_header_timeout)
                     break
                 head, end = parsed
-                if state is IDLE:
-                    self._set_state(READING_HEAD)
-                    if self._server._state_hook is not None:
-                        self._hook(HookState.ACTIVE)
-                reader._consume(end - reader._pos)
+                if state is IDLE and self._server._state_hook is not None:
+                    self._hook(HookState.ACTIVE)
+                # Consume the head (Reader._consume, inlined: once per request).
+                if end >= len(reader._buf):
+                    reader._buf = b""
+                    reader._pos = 0
+                else:
+                    reader._consume(end - reader._pos)
                 if not self._start_request(head):
                     break
             elif state is READING_BODY:
@@ -348,17 +351,17 @@ class Connection:
                 if self._file is not None:
                     self._set_state(DRAINING)
                     break
-            if self._writer.buffered() > self._config.write_high_water:
+            if len(self._writer._buf) > self._config.write_high_water:
                 self._flush_now()
-                if self._writer.buffered() > self._config.write_high_water:
+                if len(self._writer._buf) > self._config.write_high_water:
                     if self.state is IDLE:
                         self._set_state(DRAINING)
                     break
         state = self.state
         if state is not CLOSED and state is not HIJACKED:
-            if (
-                state is HANDLING or state is DRAINING
-            ) and reader.buffered() > self._limits.max_read_ahead:
+            if (state is HANDLING or state is DRAINING) and len(
+                reader._buf
+            ) - reader._pos > self._limits.max_read_ahead:
                 self._pause_reading()
             self._flush_now()
 
