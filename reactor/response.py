@@ -33,6 +33,8 @@ log = logging.getLogger("reactor.server")
 
 _BODYLESS = frozenset({204, 304})
 _STATUS_LINES_11: dict[int, bytes] = {}
+# sendfile() bodies up to this size are read into the output buffer instead.
+_SMALL_FILE = 16 * 1024
 _CLOSED = ConnState.CLOSED
 # Fields whose presence changes what the server adds or how it frames the body.
 _HEAD_FIELDS = frozenset({"content-length", "transfer-encoding", "date", "server", "connection"})
@@ -218,6 +220,13 @@ class ResponseWriter:
             )
         self._sent_body = total
         self._file_sent = True
+        if not self._head_only and 0 < count <= _SMALL_FILE:
+            # A small file costs less read into the buffer beside its head: one send().
+            data = os.pread(fd, count, offset)
+            conn._writer.write(data)  # short if the file shrank: the framing check aborts
+            if len(data) < count:
+                self._sent_body -= count - len(data)
+            count = 0
         if self._head_only or count == 0:
             fut: Future[None] = conn._loop.create_future()
             fut.set_result(None)

@@ -200,4 +200,6 @@ def test_no_body_after_sendfile_and_no_chunked_sendfile(
         reader = ResponseReader(s)
         assert reader.read().body == b"x"
         assert len(reader.read().body) == 10
-    assert len(seen) == 2 and "length-framed" in seen[0] and "sendfile" in seen[1]
+    # The second handler records its error after the file went out: wait for it.
+    assert wait_for(lambda: len(seen) == 2)
+    assert "length-framed" in seen[0] and "sendfile" in seen[1]
