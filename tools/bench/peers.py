@@ -104,6 +104,13 @@ PEERS: dict[str, Peer] = {
     for p in (
         Peer("reactor", "reactor (selectors)", _reactor("selectors"), "import reactor", True),
         Peer(
+            "reactor-asyncio",
+            "reactor (asyncio backend)",
+            _reactor("asyncio"),
+            "from reactor.loop import new_loop; new_loop('asyncio').close()",
+            True,
+        ),
+        Peer(
             "reactor-uvloop",
             "reactor (uvloop backend)",
             _reactor("uvloop"),

@@ -1,6 +1,6 @@
 """The reactor server of the benchmark: one process, one loop, a plain hello-world handler.
 
-``--variant selectors`` serves on SelectorLoop, ``uvloop`` on ``reactor.new_loop("uvloop")``
+``--variant selectors`` serves on SelectorLoop, ``asyncio``/``uvloop`` on ``reactor.new_loop(...)``
 (the AsyncioLoop adapter), ``wsgi`` serves tools/bench/apps/wsgi_app.py through
 ``reactor.wsgi.WSGIHandler`` on SelectorLoop. Routes: ``/`` (``Hello, World!``), ``/64k``,
 ``/post`` (answers the body length) and ``/static/...`` (StaticFiles over ``--www``).
@@ -52,7 +52,9 @@ def make_handler(www: str) -> Any:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variant", choices=("selectors", "uvloop", "wsgi"), default="selectors")
+    parser.add_argument(
+        "--variant", choices=("selectors", "asyncio", "uvloop", "wsgi"), default="selectors"
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--www", default=".")
     args = parser.parse_args()
@@ -65,7 +67,7 @@ def main() -> int:
         handler: Any = WSGIHandler(make_app(args.www))
     else:
         handler = make_handler(args.www)
-    loop = new_loop("uvloop" if args.variant == "uvloop" else "selectors")
+    loop = new_loop(args.variant if args.variant in ("asyncio", "uvloop") else "selectors")
     # Idle connections must outlive the memory measurement (75 s by default).
     config = ServerConfig(idle_timeout=600.0, backlog=4096)
     server = Server(handler, loop=loop, config=config)
