@@ -834,9 +834,6 @@ class Connection:
         if self._response is None:
             self._head = None
 
-    def _closed_under_handler(self) -> bool:
-        return self.state is CLOSED
-
     def close(self) -> None:
         """Close the connection now (used by the server's close and shutdown)."""
         self._abort()

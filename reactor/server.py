@@ -16,13 +16,13 @@ import socket
 import stat
 import time
 from collections.abc import Callable, Coroutine
-from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from .buffers import RECV_SIZE
 from .config import ServerConfig
 from .connection import Connection
 from .http.parser import RequestParser
+from .http.serialize import http_date
 from .http.state import HookState
 from .loop.base import Loop
 from .loop.futures import Future
@@ -241,7 +241,7 @@ class Server:
             self._date_second = now
             server = self.config.server_header
             self._date_lines = (
-                f"Date: {formatdate(now, usegmt=True)}\r\n".encode("ascii"),
+                f"Date: {http_date(now)}\r\n".encode("ascii"),
                 f"Server: {server}\r\n".encode("latin-1") if server else b"",
             )
         return self._date_lines
