@@ -55,7 +55,7 @@ CLEAN_SCENARIOS = [name for name in SCENARIOS if name not in KNOWN_REACTOR_LEAKS
 
 def test_builtin_suite_is_clean_against_reactor() -> None:
     args = [a for name in CLEAN_SCENARIOS for a in ("--scenario", name)]
-    done = run_cli("--requests", "20", "--json", *args)
+    done = run_cli("--requests", "200", "--json", *args)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     assert report["ok"] is True
