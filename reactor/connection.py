@@ -112,18 +112,19 @@ class _FileBody:
 class Connection:
     """One accepted connection, from accept to close or hijack."""
 
+    # Every idle connection pays for each slot: the config and limits are read through the
+    # server, and the loop holds the plain functions with ``(self,)`` as their arguments
+    # rather than bound methods (a 1-tuple is 16 bytes smaller than a bound method).
     __slots__ = (
         "__weakref__",
         "_body_scan",
         "_closing",
-        "_config",
         "_continue_pending",
         "_deadline",
         "_file",
         "_head",
         "_hijacked",
         "_keep_alive",
-        "_limits",
         "_linger",
         "_loop",
         "_parser",
@@ -147,8 +148,6 @@ class Connection:
     def __init__(self, server: Server, sock: socket.socket, remote_addr: Any = None) -> None:
         self._server = server
         self._loop = server._loop
-        self._config = server.config
-        self._limits = server.config.limits
         self._sock = sock
         self._reader = Reader(sock)
         self._writer = Writer(sock)
@@ -196,7 +195,7 @@ class Connection:
         self._resume_reading()
         # A new connection gets the header timeout from its start (Go's ReadHeaderTimeout):
         # a client that connects and sends nothing is cut off like a slow one.
-        self._arm(_HEADER_TIMEOUT, self._config.read_header_timeout)
+        self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
 
     def _set_state(self, new: ConnState) -> None:
         if new not in TRANSITIONS[self.state]:
@@ -215,7 +214,7 @@ class Connection:
 
     def _resume_reading(self) -> None:
         if not self._reading and not self._peer_eof:
-            self._loop.add_reader(self._sock, self._on_readable)
+            self._loop.add_reader(self._sock, Connection._on_readable, self)
             self._reading = True
 
     def _pause_reading(self) -> None:
@@ -239,7 +238,7 @@ class Connection:
         if state is IDLE or state is READING_HEAD:
             self._process()
         elif state is READING_BODY:
-            self._arm(_BODY_TIMEOUT, self._config.body_timeout)
+            self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
             self._process()
         elif state is CLOSING:
             self._reader._consume(self._reader.buffered())  # discard
@@ -251,7 +250,7 @@ class Connection:
                 self._waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
-            if self._reader.buffered() > self._limits.max_read_ahead:
+            if self._reader.buffered() > self._server.config.limits.max_read_ahead:
                 self._pause_reading()
 
     def _on_peer_gone(self, error: OSError | None) -> None:
@@ -304,7 +303,7 @@ class Connection:
                             # A partial head: from now on this connection remembers how far
                             # it searched, in a parser of its own.
                             self._server._parser.reset()
-                            parser = self._parser = RequestParser(self._limits)
+                            parser = self._parser = RequestParser(self._server.config.limits)
                             parsed = parser.parse(reader._buf, reader._pos)
                     else:
                         parsed = parser.parse(reader._buf, reader._pos)
@@ -325,7 +324,7 @@ class Connection:
                         if self._server._state_hook is not None:
                             self._hook(HookState.ACTIVE)
                         # Measured from the first byte; later bytes do not extend it.
-                        self._arm(_HEADER_TIMEOUT, self._config.read_header_timeout)
+                        self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
                     break
                 head, end = parsed
                 if state is IDLE and self._server._state_hook is not None:
@@ -351,9 +350,9 @@ class Connection:
                 if self._file is not None:
                     self._set_state(DRAINING)
                     break
-            if len(self._writer._buf) > self._config.write_high_water:
+            if len(self._writer._buf) > self._server.config.write_high_water:
                 self._flush_now()
-                if len(self._writer._buf) > self._config.write_high_water:
+                if len(self._writer._buf) > self._server.config.write_high_water:
                     if self.state is IDLE:
                         self._set_state(DRAINING)
                     break
@@ -361,7 +360,7 @@ class Connection:
         if state is not CLOSED and state is not HIJACKED:
             if (state is HANDLING or state is DRAINING) and len(
                 reader._buf
-            ) - reader._pos > self._limits.max_read_ahead:
+            ) - reader._pos > self._server.config.limits.max_read_ahead:
                 self._pause_reading()
             self._flush_now()
 
@@ -383,7 +382,7 @@ class Connection:
             self._dispatch()
             return True
         if framing == BODY_CHUNKED:
-            self._body_scan = ChunkedDecoder(self._limits)
+            self._body_scan = ChunkedDecoder(self._server.config.limits)
         if self._body_arrived():
             self._dispatch()
             return True
@@ -391,7 +390,7 @@ class Connection:
         if expect is not None and head.version == "HTTP/1.1":
             # A buffering handler: we are about to wait for the body, so ask for it.
             self._writer.write(_CONTINUE)
-        self._arm(_BODY_TIMEOUT, self._config.body_timeout)
+        self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
         return True
 
     def _body_arrived(self) -> bool:
@@ -501,7 +500,7 @@ class Connection:
             if not response._head_sent:
                 response._error_response(500, "500 Internal Server Error")
                 ok = response._finish()
-        if ok and self._config.access_log:
+        if ok and self._server.config.access_log:
             self._log_access(request, response)
         body = request.body
         if body._remaining or body._decoder is not None:
@@ -574,7 +573,7 @@ class Connection:
             fut.set_exception(BrokenConnectionError("the connection is closed"))
             return fut
         self._flush_now()
-        if self._writer.buffered() <= self._config.write_low_water:
+        if self._writer.buffered() <= self._server.config.write_low_water:
             fut.set_result(None)
         else:
             self._waiter = fut
@@ -597,9 +596,9 @@ class Connection:
             return
         if remaining:
             if not self._writing:
-                self._loop.add_writer(self._sock, self._on_writable)
+                self._loop.add_writer(self._sock, Connection._on_writable, self)
                 self._writing = True
-                self._arm(_WRITE_TIMEOUT, self._config.write_timeout)
+                self._arm(_WRITE_TIMEOUT, self._server.config.write_timeout)
             return
         if self._writing:
             self._loop.remove_writer(self._sock)
@@ -619,12 +618,12 @@ class Connection:
             self._abort()
             return
         if remaining < before:
-            self._arm(_WRITE_TIMEOUT, self._config.write_timeout)  # progress
+            self._arm(_WRITE_TIMEOUT, self._server.config.write_timeout)  # progress
         waiter = self._waiter
         if (
             waiter is not None
             and self.state is HANDLING
-            and remaining <= self._config.write_low_water
+            and remaining <= self._server.config.write_low_water
         ):
             self._waiter = None
             if not waiter.done():
@@ -698,9 +697,9 @@ class Connection:
         if self._writing:
             return
         if self._reader.buffered():
-            self._arm(_HEADER_TIMEOUT, self._config.read_header_timeout)
+            self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
         else:
-            self._arm(_IDLE_TIMEOUT, self._config.idle_timeout)
+            self._arm(_IDLE_TIMEOUT, self._server.config.idle_timeout)
 
     # -- errors, timeouts and closing -------------------------------------------------------
 
@@ -710,7 +709,7 @@ class Connection:
         status = exc.status
         reason = reason_phrase(status)
         log.info("bad request from %s: %d %s", self.remote_addr, status, exc)
-        if self._config.access_log:
+        if self._server.config.access_log:
             # No request line could be trusted: logged as "-" like nginx does for a 400.
             addr = self.remote_addr
             access_log.info(
@@ -764,10 +763,10 @@ class Connection:
         self._deadline = deadline
         timer = self._timer
         if timer is None or timer.callback is None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer = self._loop.call_at(deadline, Connection._on_timer, self)
         elif timer.when > deadline:
             timer.cancel()
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer = self._loop.call_at(deadline, Connection._on_timer, self)
 
     def _disarm(self) -> None:
         if not self._writing:  # pending output keeps its write timeout
@@ -779,7 +778,7 @@ class Connection:
         if kind == _NO_TIMEOUT or self.state is CLOSED or self.state is HIJACKED:
             return
         if self._loop.time() < self._deadline:
-            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+            self._timer = self._loop.call_at(self._deadline, Connection._on_timer, self)
             return
         self._timeout_kind = _NO_TIMEOUT
         if kind == _HEADER_TIMEOUT:
@@ -878,7 +877,7 @@ class Connection:
             # The head (B6) must reach the socket before anything the hijacker writes
             # directly on it (B7): finish it in blocking mode, bounded by the write timeout.
             try:
-                sock.settimeout(self._config.write_timeout)
+                sock.settimeout(self._server.config.write_timeout)
                 writer.flush()
             finally:
                 sock.setblocking(False)

@@ -39,7 +39,9 @@ class Body:
         self._framing = framing
         self._remaining = length if framing == BODY_LENGTH else 0
         self._decoder: ChunkedDecoder | None = (
-            ChunkedDecoder(conn._limits) if conn is not None and framing == BODY_CHUNKED else None
+            ChunkedDecoder(conn._server.config.limits)
+            if conn is not None and framing == BODY_CHUNKED
+            else None
         )
         # Filled when a chunked body's trailer section is read; shared empty until then.
         self.trailers: Sequence[tuple[str, str]] = ()

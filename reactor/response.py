@@ -148,7 +148,7 @@ class ResponseWriter:
             # A declared Content-Length is checked when the head is built (_send_head).
             self._body.append(bytes(data))
             self._body_size += n
-            if self._body_size > conn._config.response_buffer:
+            if self._body_size > conn._server.config.response_buffer:
                 # Commit to a framing (the declared length, else chunked) and stream the
                 # rest: a handler writing a large body must not make us hold all of it.
                 self._send_head(final=False)
@@ -398,7 +398,7 @@ class ResponseWriter:
             writer.write(b"\r\n")
         else:
             writer.write(data)
-        if writer.buffered() > conn._config.write_high_water:
+        if writer.buffered() > conn._server.config.write_high_water:
             conn._flush_now()
 
     def _finish(self) -> bool:
