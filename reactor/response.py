@@ -346,37 +346,23 @@ class ResponseWriter:
             line = _STATUS_LINES_11[status] = status_line(status, "HTTP/1.1")
         body = self._body
         self._head_sent = True
+        parts = [
+            line,
+            b"" if has_date else date_line,
+            b"" if has_server else server_line,
+            *lines,
+            tail,
+            b"\r\n",
+        ]
         if body and self._framing == 1 and len(body) == 1 and not self._head_only:
             # The usual response: head and whole body in one join, one buffer append.
+            parts.append(body[0])
             self._body = []
             self._sent_body += self._body_size
             self._body_size = 0
-            conn._writer.write(
-                b"".join(
-                    (
-                        line,
-                        b"" if has_date else date_line,
-                        b"" if has_server else server_line,
-                        *lines,
-                        tail,
-                        b"\r\n",
-                        body[0],
-                    )
-                )
-            )
+            conn._writer.write(b"".join(parts))
             return
-        conn._writer.write(
-            b"".join(
-                (
-                    line,
-                    b"" if has_date else date_line,
-                    b"" if has_server else server_line,
-                    *lines,
-                    tail,
-                    b"\r\n",
-                )
-            )
-        )
+        conn._writer.write(b"".join(parts))
         if body:
             self._body = []
             self._body_size = 0

@@ -42,30 +42,12 @@ from typing import Any, TypeVar, cast
 
 from ..errors import LoopClosedError
 from .futures import Future, Task
-from .handles import Handle, TimerHandle
+from .handles import MIN_CANCELLED_FOR_COMPACTION, FdEntry, Handle, TimerHandle, fileno_of
 
 __all__ = ["AsyncioLoop"]
 
 T = TypeVar("T")
 log = logging.getLogger("reactor.loop")
-
-_MIN_CANCELLED_FOR_COMPACTION = 100
-
-
-class _FdEntry:
-    """The reader and writer callbacks of one fd."""
-
-    __slots__ = ("reader", "reader_args", "writer", "writer_args")
-
-    def __init__(self) -> None:
-        self.reader: Callable[..., object] | None = None
-        self.reader_args: tuple[Any, ...] = ()
-        self.writer: Callable[..., object] | None = None
-        self.writer_args: tuple[Any, ...] = ()
-
-
-def _fileno(fd: Any) -> int:
-    return fd if isinstance(fd, int) else int(fd.fileno())
 
 
 class AsyncioLoop:
@@ -88,7 +70,7 @@ class AsyncioLoop:
         self._aloop = asyncio_loop if asyncio_loop is not None else asyncio.new_event_loop()
         self._close_loop = created if close_loop is None else close_loop
         self._clock = clock
-        self._fds: dict[int, _FdEntry] = {}
+        self._fds: dict[int, FdEntry] = {}
         self._timers: list[TimerHandle] = []
         self._timer_seq = 0
         self._cancelled_timers = 0
@@ -206,7 +188,7 @@ class AsyncioLoop:
     def add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable. One reader per fd."""
         self._check_closed()
-        fileno = _fileno(fd)
+        fileno = fileno_of(fd)
         entry = self._fds.get(fileno)
         if entry is not None and entry.reader is not None:
             raise RuntimeError(
@@ -214,7 +196,7 @@ class AsyncioLoop:
             )
         self._aloop.add_reader(fileno, self._on_read, fileno)
         if entry is None:
-            entry = self._fds[fileno] = _FdEntry()
+            entry = self._fds[fileno] = FdEntry()
         entry.reader = callback
         entry.reader_args = args
 
@@ -222,7 +204,7 @@ class AsyncioLoop:
         """Stop watching ``fd`` for reading. Returns whether a reader was registered."""
         if self._closed:
             return False
-        fileno = _fileno(fd)
+        fileno = fileno_of(fd)
         entry = self._fds.get(fileno)
         if entry is None or entry.reader is None:
             return False
@@ -236,7 +218,7 @@ class AsyncioLoop:
     def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable. One writer per fd."""
         self._check_closed()
-        fileno = _fileno(fd)
+        fileno = fileno_of(fd)
         entry = self._fds.get(fileno)
         if entry is not None and entry.writer is not None:
             raise RuntimeError(
@@ -244,7 +226,7 @@ class AsyncioLoop:
             )
         self._aloop.add_writer(fileno, self._on_write, fileno)
         if entry is None:
-            entry = self._fds[fileno] = _FdEntry()
+            entry = self._fds[fileno] = FdEntry()
         entry.writer = callback
         entry.writer_args = args
 
@@ -252,7 +234,7 @@ class AsyncioLoop:
         """Stop watching ``fd`` for writing. Returns whether a writer was registered."""
         if self._closed:
             return False
-        fileno = _fileno(fd)
+        fileno = fileno_of(fd)
         entry = self._fds.get(fileno)
         if entry is None or entry.writer is None:
             return False
@@ -268,7 +250,7 @@ class AsyncioLoop:
         if self._closed:
             return
         try:
-            fileno = _fileno(fd)
+            fileno = fileno_of(fd)
         except (ValueError, OSError):
             return
         entry = self._fds.pop(fileno, None)
@@ -276,7 +258,7 @@ class AsyncioLoop:
             return
         self._forget(fileno, entry)
 
-    def _forget(self, fileno: int, entry: _FdEntry) -> None:
+    def _forget(self, fileno: int, entry: FdEntry) -> None:
         aloop = self._aloop
         if not aloop.is_closed():
             # An fd closed before it was removed: the selector's modify() fails with EBADF,
@@ -389,7 +371,7 @@ class AsyncioLoop:
         self._cancelled_timers += 1
         timers = self._timers
         if (
-            self._cancelled_timers > _MIN_CANCELLED_FOR_COMPACTION
+            self._cancelled_timers > MIN_CANCELLED_FOR_COMPACTION
             and self._cancelled_timers * 2 > len(timers)
         ):
             timers[:] = [t for t in timers if t.callback is not None]

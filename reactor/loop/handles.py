@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from .futures import Future
 
-__all__ = ["Handle", "TimerHandle"]
+__all__ = ["MIN_CANCELLED_FOR_COMPACTION", "FdEntry", "Handle", "TimerHandle", "fileno_of"]
 
 
 class _TimerOwner(Protocol):
@@ -82,3 +82,25 @@ class TimerHandle(Handle):
         """Done callback of a ``loop.sleep()`` future: a cancelled sleep needs no timer."""
         if fut.cancelled():
             self.cancel()
+
+
+# Compact a timer heap when more than this many entries are cancelled and they are more than
+# half of it (CPython base_events uses the same two conditions). Both backends use it.
+MIN_CANCELLED_FOR_COMPACTION = 100
+
+
+class FdEntry:
+    """The reader and writer callbacks registered for one fd (one registration per fd)."""
+
+    __slots__ = ("reader", "reader_args", "writer", "writer_args")
+
+    def __init__(self) -> None:
+        self.reader: Callable[..., object] | None = None
+        self.reader_args: tuple[Any, ...] = ()
+        self.writer: Callable[..., object] | None = None
+        self.writer_args: tuple[Any, ...] = ()
+
+
+def fileno_of(fd: Any) -> int:
+    """The number of an fd given as an int or as an object with ``fileno()``."""
+    return fd if isinstance(fd, int) else int(fd.fileno())

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from ..errors import LoopClosedError
 from .futures import Future, Task
-from .handles import Handle, TimerHandle
+from .handles import MIN_CANCELLED_FOR_COMPACTION, FdEntry, Handle, TimerHandle, fileno_of
 
 __all__ = ["SelectorLoop"]
 
@@ -39,26 +39,6 @@ _WRITE = selectors.EVENT_WRITE
 # epoll masks that wake a reader (anything but "writable only") and a writer.
 _NOT_EPOLLOUT = ~getattr(select, "EPOLLOUT", 4)
 _NOT_EPOLLIN = ~getattr(select, "EPOLLIN", 1)
-
-# Compact the timer heap when more than this many entries are cancelled and they are more
-# than half of it (CPython base_events uses the same two conditions).
-_MIN_CANCELLED_FOR_COMPACTION = 100
-
-
-class _FdEntry:
-    """The data of one selector key: the reader and writer callbacks of one fd."""
-
-    __slots__ = ("reader", "reader_args", "writer", "writer_args")
-
-    def __init__(self) -> None:
-        self.reader: Callable[..., object] | None = None
-        self.reader_args: tuple[Any, ...] = ()
-        self.writer: Callable[..., object] | None = None
-        self.writer_args: tuple[Any, ...] = ()
-
-
-def _fileno(fd: Any) -> int:
-    return fd if isinstance(fd, int) else int(fd.fileno())
 
 
 class SelectorLoop:
@@ -111,11 +91,11 @@ class SelectorLoop:
     def add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable. One reader per fd."""
         self._check_closed()
-        fileno = _fileno(fd)
+        fileno = fileno_of(fd)
         try:
             key = self._selector.get_key(fileno)
         except KeyError:
-            entry = _FdEntry()
+            entry = FdEntry()
             entry.reader = callback
             entry.reader_args = args
             self._selector.register(fileno, _READ, entry)
@@ -135,7 +115,7 @@ class SelectorLoop:
         """Stop watching ``fd`` for reading. Returns whether a reader was registered."""
         if self._closed:
             return False
-        fileno = _fileno(fd)
+        fileno = fileno_of(fd)
         try:
             key = self._selector.get_key(fileno)
         except KeyError:
@@ -154,11 +134,11 @@ class SelectorLoop:
     def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable. One writer per fd."""
         self._check_closed()
-        fileno = _fileno(fd)
+        fileno = fileno_of(fd)
         try:
             key = self._selector.get_key(fileno)
         except KeyError:
-            entry = _FdEntry()
+            entry = FdEntry()
             entry.writer = callback
             entry.writer_args = args
             self._selector.register(fileno, _WRITE, entry)
@@ -178,7 +158,7 @@ class SelectorLoop:
         """Stop watching ``fd`` for writing. Returns whether a writer was registered."""
         if self._closed:
             return False
-        fileno = _fileno(fd)
+        fileno = fileno_of(fd)
         try:
             key = self._selector.get_key(fileno)
         except KeyError:
@@ -199,7 +179,7 @@ class SelectorLoop:
         fd only when every duplicate of it is closed, so unregister first)."""
         if self._closed:
             return
-        fileno = _fileno(fd)
+        fileno = fileno_of(fd)
         try:
             key = self._selector.get_key(fileno)
         except (KeyError, ValueError):
@@ -249,7 +229,7 @@ class SelectorLoop:
         self._cancelled_timers += 1
         timers = self._timers
         if (
-            self._cancelled_timers > _MIN_CANCELLED_FOR_COMPACTION
+            self._cancelled_timers > MIN_CANCELLED_FOR_COMPACTION
             and self._cancelled_timers * 2 > len(timers)
         ):
             # In place: run_once holds this list in a local for the whole pass, and an I/O
