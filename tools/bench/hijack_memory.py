@@ -210,9 +210,17 @@ def cycles(count: int) -> dict[str, Any]:
             log(f"  cycles {i + 1}/{count}")
     top: list[str] = []
     held = 0
+    blocks = 0
     if "inside" in snapshots:
-        diff = snapshots["inside"].compare_to(snapshots["before"], "lineno")
+        # Leave out tracemalloc's own allocations (the "before" snapshot is alive inside).
+        own = [tracemalloc.Filter(False, tracemalloc.__file__)]
+        diff = (
+            snapshots["inside"]
+            .filter_traces(own)
+            .compare_to(snapshots["before"].filter_traces(own), "lineno")
+        )
         held = sum(stat.size_diff for stat in diff)
+        blocks = sum(stat.count_diff for stat in diff)
         top = [
             f"{stat.traceback[0].filename.rsplit('/', 2)[-1]}:{stat.traceback[0].lineno} "
             f"{stat.size_diff} B"
@@ -228,6 +236,7 @@ def cycles(count: int) -> dict[str, Any]:
         "cycles": len(peaks),
         "peak_bytes_per_cycle_median": statistics.median(peaks) if peaks else 0,
         "live_bytes_at_hijack": held,
+        "live_blocks_at_hijack": blocks,
         "top_sites_at_hijack": top,
     }
 
@@ -270,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     print("top retention sites (per connection):")
     for line in ret["top_sites"]:
         print(f"  {line}")
-    print(f"live bytes inside the handler at hijack time: {cyc['live_bytes_at_hijack']}")
+    print(
+        f"live inside the handler at hijack time: {cyc['live_bytes_at_hijack']} bytes in "
+        f"{cyc['live_blocks_at_hijack']} allocations (tracemalloc blocks)"
+    )
     print("top allocation sites at hijack time:")
     for line in cyc["top_sites_at_hijack"]:
         print(f"  {line}")
