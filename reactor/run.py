@@ -36,11 +36,6 @@ log = logging.getLogger("reactor.server")
 #: ``ready(server, urls)``: called once the server listens, with one URL per listener.
 ReadyCallback = Callable[[Server, list[str]], object]
 
-#: After a graceful stop begins, connections accepted in the last moments may not have sent
-#: their request yet; the server closes idle connections at once, so they get this long to
-#: become active first (Go's Shutdown spares connections in StateNew for 5 s).
-SETTLE_SECONDS = 0.05
-
 #: How often a worker checks that its supervisor is still alive.
 PARENT_CHECK_SECONDS = 1.0
 
@@ -247,13 +242,10 @@ class _Shutdown:
             self.loop.stop()
             return
         self.signal_name = name
-        grace = server.config.shutdown_grace
         self.started = self.loop.time()
-        # Stop accepting at once; what was accepted gets a moment to send its request before
-        # the shutdown closes the connections that are idle.
-        server._close_listeners()
-        settle = min(SETTLE_SECONDS, grace / 2)
-        self.loop.call_later(settle, self._begin, name, grace - settle)
+        # Server.shutdown stops accepting and spares connections that have not had their
+        # first request yet (it may be in flight), so it can start at once.
+        self._begin(name, server.config.shutdown_grace)
 
     def _begin(self, name: str, grace: float) -> None:
         if self.signals > 1:
