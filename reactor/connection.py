@@ -78,6 +78,17 @@ _FILE_CHUNK = 1 << 20
 _NO_SENDFILE_ERRNOS = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK})
 
 
+def _settle(fut: Future[None] | None, error: BaseException | None = None) -> Future[None] | None:
+    """Complete a waiter unless it is done already. Returns None, for the caller to clear
+    its slot in the same statement: ``self._body_waiter = _settle(self._body_waiter)``."""
+    if fut is not None and not fut.done():
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(error)
+    return None
+
+
 class _FileBody:
     """A file region queued as the rest of a response body (``ResponseWriter.sendfile``)."""
 
@@ -118,9 +129,11 @@ class Connection:
     __slots__ = (
         "__weakref__",
         "_body_scan",
+        "_body_waiter",
         "_closing",
         "_continue_pending",
         "_deadline",
+        "_drain_fut",
         "_file",
         "_head",
         "_hijacked",
@@ -139,7 +152,6 @@ class Connection:
         "_sock",
         "_timeout_kind",
         "_timer",
-        "_waiter",
         "_writer",
         "_writing",
         "state",
@@ -164,7 +176,10 @@ class Connection:
         self._file: _FileBody | None = None  # a file body queued behind the buffered output
         self._request: Request | None = None
         self._response: ResponseWriter | None = None
-        self._waiter: Future[Any] | None = None
+        # A streaming body read and a drain() wait on different events: two slots, so that
+        # arriving bytes never wake a drain and written bytes never wake a read.
+        self._body_waiter: Future[None] | None = None
+        self._drain_fut: Future[None] | None = None
         self._timer: TimerHandle | None = None
         self._deadline = 0.0
         self._timeout_kind = _NO_TIMEOUT
@@ -245,11 +260,9 @@ class Connection:
         else:
             # The handler runs (async) or output drains: hold the bytes (HIJACK-SPEC B2),
             # wake a streaming body read, and stop reading past the read-ahead limit.
-            waiter = self._waiter
-            if waiter is not None and state is HANDLING:
-                self._waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
+            if self._body_waiter is not None:
+                self._body_waiter = _settle(self._body_waiter)
+                self._disarm()
             if self._reader.buffered() > self._server.config.limits.max_read_ahead:
                 self._pause_reading()
 
@@ -266,11 +279,10 @@ class Connection:
             return
         if state is HANDLING:
             self._keep_alive = False
-            waiter = self._waiter
-            if waiter is not None:
-                self._waiter = None
-                if not waiter.done():
-                    waiter.set_exception(BrokenConnectionError("the client closed the connection"))
+            if self._body_waiter is not None:
+                self._body_waiter = _settle(
+                    self._body_waiter, BrokenConnectionError("the client closed the connection")
+                )
             request = self._request
             if request is not None and request.body.complete:
                 request._notify_disconnect()
@@ -386,6 +398,8 @@ class Connection:
         if self._body_arrived():
             self._dispatch()
             return True
+        if self._closing:  # the body held so far was malformed and has been answered
+            return False
         self._set_state(READING_BODY)
         if expect is not None and head.version == "HTTP/1.1":
             # A buffering handler: we are about to wait for the body, so ask for it.
@@ -479,11 +493,10 @@ class Connection:
         response = self._response
         self._request = None
         self._response = None
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
+        for waiter in (self._body_waiter, self._drain_fut):
+            if waiter is not None and not waiter.done():
                 waiter.cancel()
+        self._body_waiter = self._drain_fut = None
         if request is None or response is None:
             return
         if self._hijacked or self.state is CLOSED:
@@ -510,12 +523,8 @@ class Connection:
                 complete = False
         else:
             complete = True
-        # Detach both (inlined Request._detach / ResponseWriter._detach: per request).
-        request._conn = None
-        request._disconnect_callbacks = None
-        body._conn = None
-        response._finished = True
-        response._conn = None
+        request._detach()
+        response._detach()
         if self.state is CLOSED:  # sending the rest of the response found the peer gone
             return
         if not ok:
@@ -563,8 +572,10 @@ class Connection:
             self._writer.write(_CONTINUE)
             self._flush_now()
         fut: Future[None] = self._loop.create_future()
-        self._waiter = fut
+        self._body_waiter = fut
         self._resume_reading()
+        # A streaming read waits at most body_timeout for the next bytes (each wait re-arms).
+        self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
         return fut
 
     def _drain_waiter(self) -> Future[None]:
@@ -576,7 +587,7 @@ class Connection:
         if self._writer.buffered() <= self._server.config.write_low_water:
             fut.set_result(None)
         else:
-            self._waiter = fut
+            self._drain_fut = fut
         return fut
 
     # -- writing ----------------------------------------------------------------------------
@@ -606,6 +617,20 @@ class Connection:
             self._output_drained()
         if self._closing:
             self._close_after_output()
+        elif self.state is DRAINING:
+            # Not _process() from here: this may run inside _process itself.
+            self._loop.call_soon(Connection._after_drain, self)
+
+    def _after_drain(self) -> None:
+        """The output that held up pipelined requests is sent: go on with them."""
+        if self.state is not DRAINING or self._writer.buffered() or self._file is not None:
+            return
+        self._set_state(IDLE)
+        if self._peer_eof and not self._reader.buffered():
+            self._close()  # the client left while we were draining
+            return
+        self._arm_wait_timeout()
+        self._process()
 
     def _on_writable(self) -> None:
         file = self._file
@@ -619,15 +644,8 @@ class Connection:
             return
         if remaining < before:
             self._arm(_WRITE_TIMEOUT, self._server.config.write_timeout)  # progress
-        waiter = self._waiter
-        if (
-            waiter is not None
-            and self.state is HANDLING
-            and remaining <= self._server.config.write_low_water
-        ):
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        if self._drain_fut is not None and remaining <= self._server.config.write_low_water:
+            self._drain_fut = _settle(self._drain_fut)
         if remaining:
             return
         self._loop.remove_writer(self._sock)
@@ -636,8 +654,7 @@ class Connection:
         if self._closing:
             self._close_after_output()
         elif self.state is DRAINING:
-            self._set_state(IDLE)
-            self._process()
+            self._after_drain()
 
     # -- file bodies ----------------------------------------------------------------------
 
@@ -787,6 +804,13 @@ class Connection:
                 self._error_and_close(408, "408 Request Timeout: request head not received in time")
             else:
                 self._close()
+        elif kind == _BODY_TIMEOUT and self.state is HANDLING:
+            # A streaming handler waited too long for body bytes: its read fails.
+            log.info("body timeout from %s (streaming handler)", self.remote_addr)
+            self._body_waiter = _settle(
+                self._body_waiter, BrokenConnectionError("the request body did not arrive in time")
+            )
+            self._abort()
         elif kind == _BODY_TIMEOUT:
             log.info("body timeout from %s", self.remote_addr)
             self._error_and_close(408, "408 Request Timeout: request body not received in time")
@@ -813,10 +837,9 @@ class Connection:
         self._timer = None
         if timer is not None:
             timer.cancel()
-        waiter = self._waiter
-        self._waiter = None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(BrokenConnectionError("the connection was closed"))
+        error = BrokenConnectionError("the connection was closed")
+        self._body_waiter = _settle(self._body_waiter, error)
+        self._drain_fut = _settle(self._drain_fut, error)
         file = self._file
         if file is not None:
             self._file = None
@@ -879,8 +902,14 @@ class Connection:
             try:
                 sock.settimeout(self._server.config.write_timeout)
                 writer.flush()
+            except OSError:
+                # No hand-over: the connection is broken (or stuck); close it like any other.
+                self._hijacked = False
+                self._abort()
+                raise
             finally:
-                sock.setblocking(False)
+                if sock.fileno() >= 0:
+                    sock.setblocking(False)
         self._set_state(HIJACKED)
         self._server._forget(self)
         self._hook(HookState.HIJACKED)

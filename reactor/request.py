@@ -215,7 +215,7 @@ class Request:
         for cb in callbacks or ():
             cb()
 
-    def _detach(self) -> None:  # inlined in Connection._end_request: keep the two in step
+    def _detach(self) -> None:
         self._conn = None
         self._disconnect_callbacks = None
         self.body._conn = None

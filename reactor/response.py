@@ -191,6 +191,18 @@ class ResponseWriter:
         Returns a future done when the kernel has taken the last byte: an async handler
         awaits it; the file must stay open until then, or pass ``close=True`` to hand the
         descriptor over (it is closed when sent or when the connection ends)."""
+        fd = file if isinstance(file, int) else file.fileno()
+        try:
+            return self._sendfile(fd, offset, count, close)
+        except BaseException:
+            if close:  # the descriptor was handed over: it is ours to close, even now
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            raise
+
+    def _sendfile(self, fd: int, offset: int, count: int | None, close: bool) -> Future[None]:
         if self._hijacked:
             raise HijackedError()
         conn = self._conn
@@ -198,7 +210,6 @@ class ResponseWriter:
             raise ConnectionClosedError("the response is finished")
         if conn.state is _CLOSED:
             raise BrokenConnectionError("the client connection is closed")
-        fd = file if isinstance(file, int) else file.fileno()
         if count is None:
             count = os.fstat(fd).st_size - offset
         if count < 0 or offset < 0:
@@ -422,7 +433,7 @@ class ResponseWriter:
         body = reason.encode("utf-8", "replace") + b"\n"
         self.write(body)
 
-    def _detach(self) -> None:  # inlined in Connection._end_request: keep the two in step
+    def _detach(self) -> None:
         self._finished = True
         self._conn = None
         self._body = []

@@ -100,7 +100,10 @@ class Supervisor:
                 self._spawn()
             deadline = time.monotonic() + START_TIMEOUT
             while not self._stopping:
-                self._pump(min(1.0, max(0.0, deadline - time.monotonic())))
+                # Until the workers are up, wake at the start deadline; after it, once a second
+                # (the deadline is in the past by then and would make the wait zero: a spin).
+                wait = 1.0 if self._announced else deadline - time.monotonic()
+                self._pump(min(1.0, max(0.0, wait)))
                 if not self._announced and self._all_ready():
                     self._announced = True
                     log.info("%d workers ready: %s", self.count, self._pids())

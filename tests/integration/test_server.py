@@ -18,7 +18,7 @@ import urllib3
 from reactor import Request, ResponseWriter, ServerConfig, streaming
 from reactor.testing import raw_request
 
-from .wire import ResponseReader, recv_all, recv_until, wait_for
+from .wire import ResponseReader, is_closed, recv_all, recv_until, wait_for
 
 
 def hello(w: ResponseWriter, r: Request) -> None:
@@ -609,3 +609,89 @@ def test_access_log_rejected_request_and_combined_fields(serve: Any, caplog: Any
     assert len(records) == 2
     assert records[0].referer == "http://r/" and records[0].user_agent == "ua/1"  # type: ignore[attr-defined]
     assert records[1].getMessage().endswith('] "-" 400 -')
+
+
+def test_malformed_chunked_body_in_the_first_packet_gets_400(serve: Any, caplog: Any) -> None:
+    srv = serve(echo)
+    with caplog.at_level(logging.ERROR), srv.connect() as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+        data = recv_all(s)
+        srv.call(lambda: None)  # the loop has finished the callback that answered
+    assert data.startswith(b"HTTP/1.1 400 ")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # nothing escaped
+
+
+def test_drain_waits_while_body_bytes_arrive(serve: Any) -> None:
+    """A streaming echo: arriving body bytes must not wake drain(), or output piles up."""
+    peak: list[int] = []
+
+    @streaming
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        w.headers.set("Content-Length", str(8 * 1024 * 1024))
+        while data := await r.body.read(65536):
+            w.write(data)
+            await w.drain()
+            conn = w._conn
+            assert conn is not None
+            peak.append(conn._writer.buffered())
+
+    srv = serve(handler)
+    body = b"u" * (8 * 1024 * 1024)
+    with srv.connect() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        head = raw_request("POST", "/", [("Content-Length", str(len(body)))])
+        sender = threading.Thread(target=s.sendall, args=(head + body,))
+        sender.start()
+        time.sleep(0.5)  # the client uploads and does not read yet
+        got = ResponseReader(s).read(timeout=30)
+        sender.join(10)
+    assert got.body == body
+    # drain() returned only at the low-water mark each time: the buffer never ran away.
+    assert max(peak) <= 16 * 1024 + 65536, max(peak)
+
+
+def test_streaming_body_read_times_out(serve: Any) -> None:
+    from reactor import BrokenConnectionError
+    from reactor.testing import FakeClock
+
+    clock = FakeClock()
+    errors: list[BaseException] = []
+
+    @streaming
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        try:
+            await r.body.read()
+        except BrokenConnectionError as exc:
+            errors.append(exc)
+
+    srv = serve(handler, ServerConfig(body_timeout=10.0), clock=clock)
+    with srv.connect() as s:
+        s.sendall(raw_request("POST", "/", [("Content-Length", "100")]) + b"only some")
+        time.sleep(0.1)
+        clock.advance(11.0)
+        assert is_closed(s, 3)  # the server cut the connection off
+        assert wait_for(lambda: len(errors) == 1)  # and the handler's read failed
+
+
+def test_keep_alive_after_a_drained_response_gets_the_idle_timeout(serve: Any) -> None:
+    from reactor.testing import FakeClock
+
+    clock = FakeClock()
+
+    def handler(w: ResponseWriter, r: Request) -> None:
+        w.write(b"b" * (16 * 1024 * 1024) if r.path == "/big" else b"small")
+
+    cfg = ServerConfig(write_timeout=2.0, idle_timeout=30.0)
+    srv = serve(handler, cfg, clock=clock)
+    with srv.connect() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        # The big response is over the high-water mark: the connection drains it (DRAINING)
+        # and then waits for the next request under the idle timeout, not the write timeout.
+        s.sendall(raw_request(target="/big"))
+        time.sleep(0.3)  # not reading yet: the kernel buffers fill, the rest waits
+        reader = ResponseReader(s)
+        assert len(reader.read(timeout=20).body) == 16 * 1024 * 1024
+        clock.advance(5.0)  # past the write timeout, well within the idle timeout
+        time.sleep(0.1)
+        s.sendall(raw_request(target="/small"))
+        assert reader.read().body == b"small"
