@@ -43,11 +43,28 @@ _FIELD_LINES: dict[tuple[str, str], bytes] = {}
 _FIELD_LINES_MAX = 512
 
 
-def _encode_field(item: tuple[str, str]) -> bytes:
+# Fields whose values differ from one response to the next: caching them would only churn the
+# cache (and keep cookies in a module-level dict).
+_VOLATILE_FIELDS = frozenset(
+    {
+        "set-cookie",
+        "content-length",
+        "content-range",
+        "etag",
+        "last-modified",
+        "location",
+        "expires",
+        "date",
+    }
+)
+
+
+def _encode_field(item: tuple[str, str], lname: str) -> bytes:
     line = encode_fields((item,))
-    if len(_FIELD_LINES) >= _FIELD_LINES_MAX:
-        _FIELD_LINES.clear()
-    _FIELD_LINES[item] = line
+    if lname not in _VOLATILE_FIELDS:
+        if len(_FIELD_LINES) >= _FIELD_LINES_MAX:
+            _FIELD_LINES.clear()
+        _FIELD_LINES[item] = line
     return line
 
 
@@ -319,7 +336,7 @@ class ResponseWriter:
                     has_connection = True
             line = cache.get(item)
             if line is None:
-                line = _encode_field(item)
+                line = _encode_field(item, lname)
             lines.append(line)
         keep_alive = conn._keep_alive
         tail: bytes = b""

@@ -12,7 +12,6 @@ Tests: tests/integration/test_cli.py, test_workers.py (through ``reactor serve``
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import signal
@@ -164,7 +163,7 @@ def serve(
     Logs on "reactor.server"; raises OSError when it cannot listen; returns what the stop did
     (None if the loop stopped without a signal)."""
     loop = loop if loop is not None else SelectorLoop()
-    server = Server(handler, loop=loop, config=config, **_tls_kwargs(ssl_context))
+    server = Server(handler, loop=loop, config=config, ssl_context=ssl_context)
     scheme = "https" if ssl_context is not None else "http"
     try:
         urls: list[str] = []
@@ -198,20 +197,10 @@ def serve(
         loop.close()
 
 
-def _tls_kwargs(ssl_context: ssl.SSLContext | None) -> dict[str, Any]:
-    if ssl_context is None:
-        return {}
-    return {"ssl_context": ssl_context}
-
-
 def format_url(host: str, port: int, scheme: str = "http") -> str:
     """``http://host:port/`` with an IPv6 host in brackets."""
     shown = f"[{host}]" if ":" in host else host
     return f"{scheme}://{shown}:{port}/"
-
-
-def is_address_in_use(exc: OSError) -> bool:
-    return exc.errno == errno.EADDRINUSE
 
 
 class _Shutdown:
@@ -248,8 +237,6 @@ class _Shutdown:
         self._begin(name, server.config.shutdown_grace)
 
     def _begin(self, name: str, grace: float) -> None:
-        if self.signals > 1:
-            return
         server = self.server
         self.in_flight = server.connection_count
         log.info(

@@ -28,6 +28,7 @@ stream, until the cyclic collector runs.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable
 
 from .buffers import RECV_SIZE, BufferPair
@@ -41,6 +42,17 @@ __all__ = ["IncompleteReadError", "LineTooLongError", "Stream", "StreamClosed"]
 DEFAULT_HIGH_WATER = 64 * 1024
 DEFAULT_LOW_WATER = 16 * 1024
 DEFAULT_LINE_LIMIT = 64 * 1024
+
+
+_local = threading.local()
+
+
+def _scratch() -> memoryview:
+    """This thread's receive buffer (a loop runs in one thread; several loops may not)."""
+    view: memoryview | None = getattr(_local, "view", None)
+    if view is None:
+        view = _local.view = memoryview(bytearray(RECV_SIZE))
+    return view
 
 
 class StreamClosed(ConnectionClosedError):
@@ -268,7 +280,10 @@ class Stream:
 
     def _on_readable(self) -> None:
         try:
-            data = self._sock.recv(RECV_SIZE)
+            # recv_into a per-thread scratch buffer and copy what came: recv(RECV_SIZE)
+            # would allocate the full 64 KiB for every read.
+            scratch = _scratch()
+            data = scratch[: self._sock.recv_into(scratch)].tobytes()
         except (BlockingIOError, InterruptedError):
             return  # spurious wakeup: nothing there after all
         except OSError as exc:  # ECONNRESET and friends: the peer broke it
