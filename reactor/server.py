@@ -81,6 +81,9 @@ class Server:
         self._listeners: list[socket.socket] = []
         self._accepting = False
         self._connections: set[Connection] = set()
+        # TLS handshakes in progress (reactor.tls.TLSHandshake): they hold an fd each, so
+        # they count toward max_connections and are closed by shutdown()/close().
+        self._handshakes: set[Any] = set()
         self._shutdown_callbacks: list[Callable[[], object]] = []
         self._shutting_down = False
         self._shutdown_future: Future[None] | None = None
@@ -164,15 +167,23 @@ class Server:
                 self._loop.add_reader(sock, self._on_acceptable, sock)
             self._accepting = True
 
+    def _open(self) -> int:
+        """Accepted sockets the server holds: connections and TLS handshakes."""
+        return len(self._connections) + len(self._handshakes)
+
+    def _below_limit(self) -> bool:
+        limit = self.config.max_connections
+        return not limit or self._open() < limit
+
     def _end_backoff(self) -> None:
         self._backoff_timer = None
-        if not self.config.max_connections or len(self._connections) < self.config.max_connections:
+        if self._below_limit():
             self._resume_accepting()
 
     def _on_acceptable(self, listener: socket.socket) -> None:
         cfg = self.config
         for _ in range(cfg.accept_batch):
-            if cfg.max_connections and len(self._connections) >= cfg.max_connections:
+            if not self._below_limit():
                 self._pause_accepting()
                 return
             try:
@@ -216,13 +227,10 @@ class Server:
 
     def _forget(self, conn: Connection) -> None:
         self._connections.discard(conn)
-        cfg = self.config
-        if (
-            not self._accepting
-            and not self._shutting_down
-            and cfg.max_connections
-            and len(self._connections) < cfg.max_connections
-        ):
+        self._below_limit_again()
+
+    def _below_limit_again(self) -> None:
+        if not self._accepting and not self._shutting_down and self._below_limit():
             self._resume_accepting()
         if self._shutting_down and not self._connections:
             self._finish_shutdown()
@@ -312,6 +320,8 @@ class Server:
         self._finish_shutdown()
 
     def _close_listeners(self) -> None:
+        for handshake in list(self._handshakes):
+            handshake._fail()
         if self._backoff_timer is not None:
             self._backoff_timer.cancel()
             self._backoff_timer = None

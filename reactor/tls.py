@@ -103,6 +103,7 @@ class TLSHandshake:
         if timeout is None:
             timeout = HANDSHAKE_TIMEOUT
         self._timer = self._loop.call_later(timeout, self._on_timeout)
+        server._handshakes.add(self)
         self._step()
 
     def _step(self) -> None:
@@ -138,6 +139,10 @@ class TLSHandshake:
         self._timer.cancel()
         if sock is not None:
             self._loop.remove_fd(sock)
+        server = self._server
+        if self in server._handshakes:
+            server._handshakes.discard(self)
+            server._below_limit_again()
         return sock
 
     def _fail(self) -> None:

@@ -189,6 +189,39 @@ def test_handshake_timeout(cert: tuple[Path, Path], monkeypatch: pytest.MonkeyPa
             running.call(server.close)
 
 
+def test_handshakes_count_toward_max_connections_and_close_at_shutdown(
+    cert: tuple[Path, Path],
+) -> None:
+    """A socket still in its TLS handshake holds an fd: max_connections counts it, and
+    close() closes it (it is in no connection table yet)."""
+    certfile, keyfile = cert
+    ctx = tls.make_context(str(certfile), str(keyfile))
+    from reactor.config import ServerConfig
+    from reactor.server import Server
+
+    with serve_in_thread(lambda w, r: None) as running:
+        server = Server(
+            lambda w, r: None,
+            loop=running.loop,
+            ssl_context=ctx,
+            config=ServerConfig(max_connections=1),
+        )
+        host, port = running.call(server.listen, "127.0.0.1", 0)
+        try:
+            silent = socket.create_connection((host, port), timeout=5)  # never handshakes
+            deadline = time.monotonic() + 5
+            while running.call(server._open) != 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert running.call(server._open) == 1
+            assert running.call(lambda: server._accepting) is False  # at the limit
+            running.call(server.close)
+            assert silent.recv(1) == b""  # the pending handshake was closed
+            assert running.call(server._open) == 0
+            silent.close()
+        finally:
+            running.call(server.close)
+
+
 def test_hijack_hands_over_the_ssl_socket(tls_server: tuple[str, int, Path]) -> None:
     host, port, certfile = tls_server
     with connect_tls((host, port), certfile) as sock:
