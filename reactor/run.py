@@ -16,14 +16,13 @@ import logging
 import os
 import signal
 import socket
-import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .config import ServerConfig
 from .loop.selector import SelectorLoop
-from .server import Handler, Server
+from .server import Handler, Server, listening_socket
 
 if TYPE_CHECKING:
     import ssl
@@ -91,44 +90,8 @@ def parse_bind(text: str) -> Bind:
 
 
 def bind_socket(bind: Bind, backlog: int) -> socket.socket:
-    """A listening, non-blocking socket for ``bind`` (a stale Unix socket file is replaced);
-    raises OSError (EADDRINUSE, a host that does not resolve...)."""
-    if bind.path is not None:
-        try:
-            if stat.S_ISSOCK(os.stat(bind.path).st_mode):
-                os.unlink(bind.path)
-        except OSError:
-            pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        target: Any = bind.path
-    else:
-        family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
-        if family == socket.AF_INET and not _is_ipv4(bind.host):
-            infos = socket.getaddrinfo(bind.host, bind.port, 0, socket.SOCK_STREAM)
-            family, _, _, _, target = infos[0]
-        else:
-            target = (bind.host, bind.port)
-        sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        if sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if sock.family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(target)
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _is_ipv4(host: str) -> bool:
-    try:
-        socket.inet_aton(host)
-    except OSError:
-        return False
-    return host.count(".") == 3
+    """A listening, non-blocking socket for ``bind``: Server's own ``listening_socket``."""
+    return listening_socket(bind.host, bind.port, path=bind.path, backlog=backlog)
 
 
 def socket_url(sock: socket.socket, scheme: str = "http") -> str:

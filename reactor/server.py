@@ -33,7 +33,7 @@ from .response import ResponseWriter
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["Handler", "Server", "streaming"]
+__all__ = ["Handler", "Server", "listening_socket", "streaming"]
 
 log = logging.getLogger("reactor.server")
 
@@ -44,6 +44,51 @@ StateHook = Callable[[socket.socket, HookState], object]
 # ENFILE system-wide) or kernel memory. Retrying at once would spin: the pending connection
 # stays in the backlog and the listener stays readable.
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def listening_socket(
+    host: str = "", port: int = 0, *, path: str | None = None, backlog: int = 1024
+) -> socket.socket:
+    """A listening, non-blocking socket: TCP on ``host:port`` (IPv6 only on v6 addresses,
+    SO_REUSEADDR so a restart can bind at once) or Unix at ``path`` (a stale socket file is
+    replaced). Raises OSError (EADDRINUSE, a name that does not resolve...). Used by
+    ``Server.listen`` and by ``reactor serve``, which binds before it forks workers."""
+    if path is not None:
+        try:
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)
+        except OSError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        target: Any = path
+    else:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if family == socket.AF_INET and not _is_ipv4(host):
+            infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+            family, _, _, _, target = infos[0]
+        else:
+            target = (host, port)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(target)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return True
 
 
 def streaming(handler: Handler) -> Handler:
@@ -90,6 +135,8 @@ class Server:
         self._backoff_timer: Any = None
         self._grace_timer: Any = None
         self._date_second = -1
+        self._clf_second = -1
+        self._clf_text = ""
         self._date_lines: tuple[bytes, bytes] = (b"", b"")
         self._unix_paths: list[str] = []
         # One receive buffer for every connection of this server: a recv_into() here and a
@@ -106,39 +153,16 @@ class Server:
     # -- listening ------------------------------------------------------------------------
 
     def listen(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        """Listen on TCP ``host:port`` (IPv4 or IPv6); returns the bound address (port 0
-        picks a free port)."""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((host, port))
-            sock.listen(self.config.backlog)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
+        """Listen on TCP ``host:port`` (IPv4 or IPv6, or a name that resolves); returns the
+        bound address (port 0 picks a free port)."""
+        sock = listening_socket(host, port, backlog=self.config.backlog)
         self.add_listener(sock)
         bound = sock.getsockname()
         return bound[0], bound[1]
 
     def listen_unix(self, path: str) -> str:
         """Listen on a Unix socket at ``path`` (a stale socket file is replaced)."""
-        try:
-            if stat.S_ISSOCK(os.stat(path).st_mode):
-                os.unlink(path)
-        except OSError:
-            pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-            sock.listen(self.config.backlog)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
+        sock = listening_socket(path=path, backlog=self.config.backlog)
         self._unix_paths.append(path)
         self.add_listener(sock)
         return path
@@ -255,7 +279,12 @@ class Server:
         return self._date_lines
 
     def _clf_time(self) -> str:
-        return time.strftime("%d/%b/%Y:%H:%M:%S %z")
+        """The access log's time, formatted at most once a second."""
+        now = int(time.time())
+        if now != self._clf_second:
+            self._clf_second = now
+            self._clf_text = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+        return self._clf_text
 
     # -- shutdown ----------------------------------------------------------------------------
 
