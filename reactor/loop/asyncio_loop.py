@@ -42,7 +42,7 @@ from typing import Any, TypeVar, cast
 
 from ..errors import LoopClosedError
 from .futures import Future, Task
-from .handles import MIN_CANCELLED_FOR_COMPACTION, FdEntry, Handle, TimerHandle, fileno_of
+from .handles import FdEntry, Handle, TimerHandle, TimerHeapMixin, fileno_of
 
 __all__ = ["AsyncioLoop"]
 
@@ -50,7 +50,7 @@ T = TypeVar("T")
 log = logging.getLogger("reactor.loop")
 
 
-class AsyncioLoop:
+class AsyncioLoop(TimerHeapMixin):
     """The loop interface on ``asyncio_loop`` (a new asyncio loop if None).
 
     ``close_loop``: whether ``close()`` closes the asyncio loop too (default: only a loop this
@@ -366,21 +366,6 @@ class AsyncioLoop:
             except Exception:
                 log.exception("error in callback %r", cb)
         self._arm_next()
-
-    def _timer_cancelled(self) -> None:
-        self._cancelled_timers += 1
-        timers = self._timers
-        if (
-            self._cancelled_timers > MIN_CANCELLED_FOR_COMPACTION
-            and self._cancelled_timers * 2 > len(timers)
-        ):
-            timers[:] = [t for t in timers if t.callback is not None]
-            heapq.heapify(timers)
-            self._cancelled_timers = 0
-
-    def pending_timers(self) -> int:
-        """Timers that are armed and not cancelled."""
-        return sum(1 for t in self._timers if t.callback is not None)
 
     def next_deadline(self) -> float | None:
         """Loop time of the earliest armed timer (now, if our callbacks are queued), else

@@ -7,13 +7,21 @@ nothing alive (CPython events.TimerHandle does the same). Tests: tests/loop/test
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .futures import Future
 
-__all__ = ["MIN_CANCELLED_FOR_COMPACTION", "FdEntry", "Handle", "TimerHandle", "fileno_of"]
+__all__ = [
+    "MIN_CANCELLED_FOR_COMPACTION",
+    "FdEntry",
+    "Handle",
+    "TimerHandle",
+    "TimerHeapMixin",
+    "fileno_of",
+]
 
 
 class _TimerOwner(Protocol):
@@ -104,3 +112,29 @@ class FdEntry:
 def fileno_of(fd: Any) -> int:
     """The number of an fd given as an int or as an object with ``fileno()``."""
     return fd if isinstance(fd, int) else int(fd.fileno())
+
+
+class TimerHeapMixin:
+    """The timer heap both loops keep: cancelled handles stay in the heap (their callback
+    already dropped) until they reach its top, or until most of it is cancelled, when it is
+    compacted in place."""
+
+    _timers: list[TimerHandle]
+    _cancelled_timers: int
+
+    def _timer_cancelled(self) -> None:
+        self._cancelled_timers += 1
+        timers = self._timers
+        if (
+            self._cancelled_timers > MIN_CANCELLED_FOR_COMPACTION
+            and self._cancelled_timers * 2 > len(timers)
+        ):
+            # In place: run_once holds this list in a local for the whole pass, and an I/O
+            # callback may cancel timers (and so compact) before the due timers are popped.
+            timers[:] = [t for t in timers if t.callback is not None]
+            heapq.heapify(timers)
+            self._cancelled_timers = 0
+
+    def pending_timers(self) -> int:
+        """Timers that are armed and not cancelled."""
+        return sum(1 for t in self._timers if t.callback is not None)

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from ..errors import LoopClosedError
 from .futures import Future, Task
-from .handles import MIN_CANCELLED_FOR_COMPACTION, FdEntry, Handle, TimerHandle, fileno_of
+from .handles import FdEntry, Handle, TimerHandle, TimerHeapMixin, fileno_of
 
 __all__ = ["SelectorLoop"]
 
@@ -41,7 +41,7 @@ _NOT_EPOLLOUT = ~getattr(select, "EPOLLOUT", 4)
 _NOT_EPOLLIN = ~getattr(select, "EPOLLIN", 1)
 
 
-class SelectorLoop:
+class SelectorLoop(TimerHeapMixin):
     """The native loop on ``selectors.DefaultSelector`` (epoll on Linux).
 
     ``clock`` is the time source (``time.monotonic`` by default); tests inject a fake one so
@@ -224,23 +224,6 @@ class SelectorLoop:
         timer = TimerHandle(when, self._timer_seq, callback, args, self)
         heapq.heappush(self._timers, timer)
         return timer
-
-    def _timer_cancelled(self) -> None:
-        self._cancelled_timers += 1
-        timers = self._timers
-        if (
-            self._cancelled_timers > MIN_CANCELLED_FOR_COMPACTION
-            and self._cancelled_timers * 2 > len(timers)
-        ):
-            # In place: run_once holds this list in a local for the whole pass, and an I/O
-            # callback may cancel timers (and so compact) before the due timers are popped.
-            timers[:] = [t for t in timers if t.callback is not None]
-            heapq.heapify(timers)
-            self._cancelled_timers = 0
-
-    def pending_timers(self) -> int:
-        """Timers that are armed and not cancelled."""
-        return sum(1 for t in self._timers if t.callback is not None)
 
     def next_deadline(self) -> float | None:
         """Loop time of the earliest armed timer (now, if callbacks are ready), else None.
