@@ -1609,24 +1609,13 @@ def _usage_error(message: str) -> int:
 
 
 def _load(spec: str) -> Any:
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"expected module:callable, got {spec!r}")
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
+    """APP as ``reactor serve`` loads it (reactor.cli.load_app); ValueError with its reason."""
+    from .cli import AppLoadError, load_app  # cli imports this module lazily: no cycle
+
     try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise ValueError(f"cannot import {module_name!r}: {exc}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not callable(obj):
-        raise ValueError(f"{spec} is a {type(obj).__name__}, not callable")
-    return obj
+        return load_app(spec)
+    except AppLoadError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def run_from_args(args: argparse.Namespace) -> int:
