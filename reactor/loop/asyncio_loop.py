@@ -468,21 +468,6 @@ class AsyncioLoop(TimerHeapMixin):
             raise RuntimeError("the loop is already running")
         self._run_forever()
 
-    def run_until_complete(self, future: Future[T] | Coroutine[Any, Any, T]) -> T:
-        """Run until ``future`` (or a coroutine, spawned as a task) is done; return its result."""
-        fut: Future[T] = self.spawn(future) if isinstance(future, Coroutine) else future
-        fut.add_done_callback(self._stop_when_done)
-        try:
-            self.run()
-        finally:
-            fut.remove_done_callback(self._stop_when_done)
-        if not fut.done():
-            raise RuntimeError("the loop stopped before the future completed")
-        return fut.result()
-
-    def _stop_when_done(self, fut: Future[Any]) -> None:
-        self.stop()
-
     def stop(self) -> None:
         """Make ``run()`` return after the current pass. Safe from any thread."""
         aloop = self._aloop

@@ -8,11 +8,13 @@ nothing alive (CPython events.TimerHandle does the same). Tests: tests/loop/test
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from .futures import Future
+
+_T = TypeVar("_T")
 
 __all__ = [
     "MIN_CANCELLED_FOR_COMPACTION",
@@ -115,12 +117,34 @@ def fileno_of(fd: Any) -> int:
 
 
 class TimerHeapMixin:
-    """The timer heap both loops keep: cancelled handles stay in the heap (their callback
-    already dropped) until they reach its top, or until most of it is cancelled, when it is
-    compacted in place."""
+    """What both loops share: the timer heap's bookkeeping (cancelled handles stay in the heap,
+    their callback already dropped, until they reach its top or until most of it is
+    cancelled, when it is compacted in place) and ``run_until_complete``."""
 
     _timers: list[TimerHandle]
     _cancelled_timers: int
+
+    if TYPE_CHECKING:
+
+        def spawn(self, coro: Coroutine[Any, Any, Any]) -> Any: ...
+        def run(self) -> None: ...
+        def stop(self) -> None: ...
+
+    def run_until_complete(self, future: Future[_T] | Coroutine[Any, Any, _T]) -> _T:
+        """Run until ``future`` (or a coroutine, spawned as a task) is done; return its result."""
+        fut: Any = self.spawn(future) if isinstance(future, Coroutine) else future
+        fut.add_done_callback(self._stop_when_done)
+        try:
+            self.run()
+        finally:
+            fut.remove_done_callback(self._stop_when_done)
+        if not fut.done():
+            raise RuntimeError("the loop stopped before the future completed")
+        result: _T = fut.result()
+        return result
+
+    def _stop_when_done(self, fut: Any) -> None:
+        self.stop()
 
     def _timer_cancelled(self) -> None:
         self._cancelled_timers += 1

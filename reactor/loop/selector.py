@@ -419,21 +419,6 @@ class SelectorLoop(TimerHeapMixin):
             self._running = False
             self._thread_id = None
 
-    def run_until_complete(self, future: Future[T] | Coroutine[Any, Any, T]) -> T:
-        """Run until ``future`` (or a coroutine, spawned as a task) is done; return its result."""
-        fut: Future[T] = future if isinstance(future, Future) else self.spawn(future)
-        fut.add_done_callback(self._stop_when_done)
-        try:
-            self.run()
-        finally:
-            fut.remove_done_callback(self._stop_when_done)
-        if not fut.done():
-            raise RuntimeError("the loop stopped before the future completed")
-        return fut.result()
-
-    def _stop_when_done(self, fut: Future[Any]) -> None:
-        self.stop()
-
     def stop(self) -> None:
         """Make ``run()`` return after the current pass. Safe from any thread."""
         self._stopping = True
