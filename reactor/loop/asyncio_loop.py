@@ -302,9 +302,7 @@ class AsyncioLoop(TimerHeapMixin):
 
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
         """Run ``callback(*args)`` at loop time ``when``."""
-        self._timer_seq += 1
-        timer = TimerHandle(when, self._timer_seq, callback, args, self)
-        heapq.heappush(self._timers, timer)
+        timer = self._push_timer(when, callback, args)
         if not self._closed and (self._wake_when is None or when < self._wake_when):
             self._arm(when)
         return timer

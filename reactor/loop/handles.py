@@ -123,6 +123,16 @@ class TimerHeapMixin:
 
     _timers: list[TimerHandle]
     _cancelled_timers: int
+    _timer_seq: int
+
+    def _push_timer(
+        self, when: float, callback: Callable[..., object], args: tuple[Any, ...]
+    ) -> TimerHandle:
+        """A new timer on the heap (ties keep creation order)."""
+        self._timer_seq += 1
+        timer = TimerHandle(when, self._timer_seq, callback, args, self)  # type: ignore[arg-type]
+        heapq.heappush(self._timers, timer)
+        return timer
 
     if TYPE_CHECKING:
 

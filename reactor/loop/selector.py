@@ -220,10 +220,7 @@ class SelectorLoop(TimerHeapMixin):
 
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
         """Run ``callback(*args)`` at loop time ``when``."""
-        self._timer_seq += 1
-        timer = TimerHandle(when, self._timer_seq, callback, args, self)
-        heapq.heappush(self._timers, timer)
-        return timer
+        return self._push_timer(when, callback, args)
 
     def next_deadline(self) -> float | None:
         """Loop time of the earliest armed timer (now, if callbacks are ready), else None.
