@@ -420,6 +420,10 @@ _DONE: Final = 4
 class ChunkedDecoder:
     """Incremental chunked-body decoder (RFC 9112 7.1).
 
+    Every line end of the framing (after a size line, after the data, after the last chunk,
+    after each trailer field and the final empty line) must be CRLF; a bare LF is a 400
+    whatever the split of the input.
+
     ``feed(buf, pos, end, out, max_out)`` consumes from ``buf[pos:end]`` and returns the new
     position; decoded data is appended to ``out`` (a list of bytes) when ``out`` is given, or
     only counted when it is None (the scanner that tells whether a whole body has arrived).
@@ -471,18 +475,14 @@ class ChunkedDecoder:
                     self._state = _DATA_END
                 continue
             if state == _DATA_END:
-                # Exactly CRLF (or a bare LF) after the data; look at those two bytes only.
-                first = buf[pos]
-                if first == 10:
-                    pos += 1
-                elif first != 13:
+                # Exactly CRLF after the data, never a bare LF; look at those two bytes only.
+                if buf[pos] != 13:
                     raise ProtocolError("chunk data not followed by CRLF")
-                elif pos + 1 >= end:
+                if pos + 1 >= end:
                     return pos
-                elif buf[pos + 1] == 10:
-                    pos += 2
-                else:
+                if buf[pos + 1] != 10:
                     raise ProtocolError("chunk data not followed by CRLF")
+                pos += 2
                 self._state = _SIZE
                 continue
             # A line may hold max_line bytes plus its LF; search no further than that.
@@ -492,9 +492,12 @@ class ChunkedDecoder:
                     what = "chunk-size line" if state == _SIZE else "trailer field"
                     raise ProtocolError(f"{what} exceeds {max_line} bytes")
                 return pos
-            line = bytes(buf[pos:nl])
-            if line.endswith(b"\r"):
-                line = line[:-1]
+            # Every line of the framing ends in CRLF: a bare LF is a 400, not a line end
+            # (lenient chunk framing is a request-smuggling vector).
+            if nl == pos or buf[nl - 1] != 13:
+                what = "chunk-size line" if state == _SIZE else "trailer section line"
+                raise ProtocolError(f"{what} ends in a bare LF, not CRLF")
+            line = bytes(buf[pos : nl - 1])
             pos = nl + 1
             if state == _SIZE:
                 m = _CHUNK_SIZE_RE.fullmatch(line)

@@ -643,7 +643,6 @@ def decode_error(data: bytes, status: int = 400, limits: Limits | None = None) -
         (b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789", []),
         (b"a\r\n0123456789\r\n0\r\n\r\n", b"0123456789", []),
         (b"0005\r\nhello\r\n000\r\n\r\n", b"hello", []),
-        (b"5\nhello\n0\n\n", b"hello", []),
         (b"5;ext\r\nhello\r\n0\r\n\r\n", b"hello", []),
         (b'5 ; a=b ;c = "q\\"d"\r\nhello\r\n0;last\r\n\r\n', b"hello", []),
         (b"5\t;x\r\nhello\r\n0\r\n\r\n", b"hello", []),
@@ -730,3 +729,48 @@ def test_decoder_waits_for_the_crlf_after_data() -> None:
     assert not decoder.done
     with pytest.raises(ProtocolError):
         decoder.feed(b"3\r\nabc\rX", 6, 8, out)
+
+
+# Every CRLF of the chunked framing (RFC 9112 7.1) is exactly CRLF: a bare LF after the size
+# line, the data, the last chunk, a trailer field or the final empty line is a 400, never read
+# as a line end (lenient chunk framing is a request-smuggling vector: a proxy that reads it
+# otherwise sees other messages).
+BARE_LF_CHUNKED = [
+    b"a\r\n0123456789\n0\r\n\r\n",  # after chunk data (issue 10 bug 3)
+    b"5\r\nhello\n0\r\n\r\n",
+    b"5\nhello\r\n0\r\n\r\n",  # after the size line
+    b"5;ext\nhello\r\n0\r\n\r\n",  # after a size line with an extension
+    b"0\n\r\n",  # after the last chunk
+    b"0;x=y\n\r\n",
+    b"0\r\n\n",  # the final empty line
+    b"0\r\nX: y\n\r\n",  # after a trailer field
+    b"0\r\nX: y\r\n\n",
+    b"5\nhello\n0\n\n",  # all of them
+]
+
+
+def _decode_split(data: bytes, cut: int, count_only: bool) -> None:
+    decoder = ChunkedDecoder()
+    out = None if count_only else []
+    buf = bytearray(data[:cut])
+    pos = decoder.feed(buf, 0, len(buf), out)
+    buf += data[cut:]
+    pos = decoder.feed(buf, pos, len(buf), out)
+    assert decoder.done
+
+
+@pytest.mark.parametrize("data", BARE_LF_CHUNKED)
+def test_bare_lf_in_chunked_framing_rejected(data: bytes) -> None:
+    decode_error(data)
+    for cut in range(len(data) + 1):
+        for count_only in (False, True):
+            with pytest.raises(ProtocolError) as info:
+                _decode_split(data + TRAILING, cut, count_only)
+            assert info.value.status == 400, (cut, count_only)
+
+
+def test_crlf_chunked_framing_accepted_at_every_split() -> None:
+    data = b"5;a=b\r\nhello\r\n1\r\n\n\r\n0\r\nX: y\r\n\r\n"
+    for cut in range(len(data) + 1):
+        for count_only in (False, True):
+            _decode_split(data, cut, count_only)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reactor.errors import ProtocolError
 from reactor.http import (
     BODY_CHUNKED,
     BODY_LENGTH,
@@ -167,3 +169,41 @@ def test_whole_equals_bytewise(
         bytewise[0].target,
         bytewise[0].body_framing,
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunk_lists, st.lists(st.tuples(field_names, field_values), max_size=3), st.data())
+def test_a_bare_lf_anywhere_in_the_chunked_framing_is_rejected(
+    chunks: list[bytes], trailers: list[tuple[str, str]], data: st.DataObject
+) -> None:
+    # Build the body keeping where each framing CRLF is (not the CRLFs inside chunk data).
+    parts: list[bytes] = []
+    framing_crlfs: list[int] = []
+
+    def add(piece: bytes, crlf: bool = True) -> None:
+        parts.append(piece)
+        if crlf:
+            framing_crlfs.append(len(parts))
+            parts.append(b"\r\n")
+
+    for c in chunks:
+        ext = data.draw(st.sampled_from([b"", b";a", b";a=b"]))
+        add(b"%x%s" % (len(c), ext))
+        add(c)
+    add(b"0")
+    for n, v in trailers:
+        add(f"{n}: {v}".encode("latin-1"))
+    add(b"")
+    parts[data.draw(st.sampled_from(framing_crlfs))] = b"\n"
+    message = b"".join(parts) + NEXT
+    points = data.draw(st.lists(st.integers(0, len(message)), max_size=10))
+    out = data.draw(st.sampled_from([None, []]))
+    bounds = [0, *sorted({*points, len(message)})]
+    decoder = ChunkedDecoder()
+    buf = bytearray()
+    pos = 0
+    with pytest.raises(ProtocolError) as info:
+        for a, b in itertools.pairwise(bounds):
+            buf += message[a:b]
+            pos = decoder.feed(buf, pos, len(buf), out)
+    assert info.value.status == 400
