@@ -1,11 +1,12 @@
 """The ``reactor`` command line: ``reactor serve [APP] [options]``.
 
-Owns argument parsing (one flag per limit, timeout and switch of ServerConfig), loading an
-APP given as ``module:callable``, logging setup, the startup line on stdout and the exit
-statuses: 0 after a signal-driven shutdown, 1 when the server cannot listen (address in use),
-2 for bad flags or an APP that cannot be loaded (one line on stderr, nothing else). It does
-not serve anything itself: ``reactor.run.serve`` runs the server, ``reactor.static`` the
-files. Tests: tests/integration/test_cli.py.
+Owns argument parsing (one flag per limit, timeout and switch of ServerConfig), logging
+setup, the startup line on stdout and the exit statuses: 0 after a signal-driven shutdown, 1
+when the server cannot listen (address in use), 2 for bad flags or an APP that cannot be
+loaded (one line on stderr, nothing else). It does not serve anything itself:
+``reactor.run.serve`` runs the server, ``reactor.static`` the files, ``reactor.apploader``
+loads APP (``load_app`` and ``AppLoadError`` are re-exported here) and ``reactor.leakcheck``
+runs ``reactor leakcheck``. Tests: tests/integration/test_cli.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
-import importlib
 import logging
 import os
 import socket
@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from .apploader import AppLoadError, load_app, one_line
 from .config import Limits, ServerConfig
 from .run import Bind, bind_socket, parse_bind, serve, socket_url
 from .server import Handler, Server
@@ -33,16 +34,12 @@ _DEFAULT_LIMITS = Limits()
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
-class AppLoadError(Exception):
-    """APP could not be turned into a handler; the message says why, in one line."""
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``reactor serve: error: ... (see --help)``, status 2."""
 
     def error(self, message: str) -> NoReturn:
-        one_line = " ".join(message.split())
-        self.exit(2, f"{self.prog}: error: {one_line} (see '{self.prog} --help')\n")
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see '{self.prog} --help')\n")
 
 
 # -- value parsers ---------------------------------------------------------------------------
@@ -471,45 +468,6 @@ def args_from_env(
     return extra
 
 
-# -- APP ----------------------------------------------------------------------------------------
-
-
-def load_app(spec: str) -> Handler:
-    """Import ``module:callable`` (the attribute may be dotted) with the current directory
-    on ``sys.path``; raises AppLoadError with a one-line reason."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise AppLoadError(f"APP must look like module:callable, got {spec!r}")
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or module_name
-        if module_name == missing or module_name.startswith(missing + "."):
-            raise AppLoadError(
-                f"cannot import {module_name!r}: no module named {missing!r}"
-            ) from None
-        raise AppLoadError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
-    except Exception as exc:
-        raise AppLoadError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise AppLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not callable(obj):
-        raise AppLoadError(f"{spec} is a {type(obj).__name__}, not a callable handler(w, r)")
-    handler: Handler = obj
-    return handler
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 # -- logging ------------------------------------------------------------------------------------
 
 
@@ -619,7 +577,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         try:
             ssl_context = make_context(args.certfile, args.keyfile)
         except (OSError, ValueError) as exc:
-            parser.error(f"cannot load --certfile/--keyfile: {_one_line(exc)}")
+            parser.error(f"cannot load --certfile/--keyfile: {one_line(exc)}")
 
     new_loop = _loop_factory(parser, args.loop)
     _setup_logging(args.log_level, args.access_log, args.access_log_format)
@@ -633,7 +591,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                 if exc.errno == errno.EADDRINUSE:
                     reason = "address already in use"
                 else:
-                    reason = exc.strerror or _one_line(exc)
+                    reason = exc.strerror or one_line(exc)
                 print(f"reactor: cannot listen on {bind}: {reason}", file=sys.stderr, flush=True)
                 return 1
         scheme = "https" if ssl_context is not None else "http"

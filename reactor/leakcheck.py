@@ -46,6 +46,7 @@ from typing import Any, NoReturn, TextIO
 
 import objgraph  # type: ignore[import-untyped]
 
+from .apploader import AppLoadError, load_app
 from .buffers import BufferPair, Reader, Writer
 from .config import Limits, ServerConfig
 from .connection import Connection
@@ -1609,8 +1610,8 @@ def _usage_error(message: str) -> int:
 
 
 def _load(spec: str) -> Any:
-    """APP as ``reactor serve`` loads it (reactor.cli.load_app); ValueError with its reason."""
-    from .cli import AppLoadError, load_app  # cli imports this module lazily: no cycle
+    """APP as ``reactor serve`` loads it (reactor.apploader.load_app); ValueError with its
+    reason."""
 
     try:
         return load_app(spec)
