@@ -39,6 +39,10 @@ _WRITE = selectors.EVENT_WRITE
 # epoll masks that wake a reader (anything but "writable only") and a writer.
 _NOT_EPOLLOUT = ~getattr(select, "EPOLLOUT", 4)
 _NOT_EPOLLIN = ~getattr(select, "EPOLLIN", 1)
+# The longest poll: epoll and poll take the timeout in milliseconds in a C int (about 24.8
+# days), so a timer further away would raise OverflowError. Waking once a day early costs
+# nothing: run_once then computes the wait again. The same cap as asyncio's base_events.
+MAXIMUM_SELECT_TIMEOUT = 24 * 3600
 
 
 class SelectorLoop(TimerHeapMixin):
@@ -294,7 +298,9 @@ class SelectorLoop(TimerHeapMixin):
 
     def run_once(self, timeout: float | None = None) -> None:
         """One pass: wait for I/O at most ``timeout`` seconds (None: until the next timer or
-        forever), run the I/O callbacks, the due timers, then the callbacks queued before."""
+        forever), run the I/O callbacks, the due timers, then the callbacks queued before.
+        One poll waits at most a day (MAXIMUM_SELECT_TIMEOUT); a longer wait returns early,
+        having run nothing, as asyncio's does."""
         self._check_closed()
         ready = self._ready
         timers = self._timers
@@ -303,13 +309,16 @@ class SelectorLoop(TimerHeapMixin):
         # loop with run_once spin after a stray stop().
         if ready:
             timeout = 0
-        elif timers:
-            while timers and timers[0].callback is None:
-                heapq.heappop(timers)
-                self._cancelled_timers -= 1
+        else:
             if timers:
-                wait = max(0.0, timers[0].when - self._clock())
-                timeout = wait if timeout is None else min(timeout, wait)
+                while timers and timers[0].callback is None:
+                    heapq.heappop(timers)
+                    self._cancelled_timers -= 1
+                if timers:
+                    wait = max(0.0, timers[0].when - self._clock())
+                    timeout = wait if timeout is None else min(timeout, wait)
+            if timeout is not None and timeout > MAXIMUM_SELECT_TIMEOUT:
+                timeout = MAXIMUM_SELECT_TIMEOUT
         epoll = self._epoll
         if epoll is not None:
             self._dispatch_epoll(epoll, timeout)

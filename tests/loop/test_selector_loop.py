@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import selectors
 import signal
 import socket
 import threading
@@ -312,6 +313,80 @@ def test_run_once_does_not_spin_after_stop_outside_run(loop: Loop) -> None:
     started = time.monotonic()
     loop.run_once(0.05)
     assert time.monotonic() - started >= 0.04
+
+
+# A timer further away than about 24.8 days: epoll and poll take the timeout in milliseconds in
+# a C int, so a poll timeout computed from it overflowed (issue 10, bug 4).
+FAR_AWAY = 3_000_000.0  # seconds, about 35 days (``--idle-timeout 3000000``)
+
+
+def test_run_once_with_a_timer_weeks_away_does_not_overflow(
+    loop: Loop, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    seen: list[bytes] = []
+    loop.call_later(FAR_AWAY, seen.append, b"timer")
+    loop.add_reader(a, lambda: seen.append(a.recv(16)))
+    b.send(b"x")
+    loop.run_once()  # waits until the next timer: weeks away
+    assert seen == [b"x"]
+    b.send(b"y")
+    loop.run_once(FAR_AWAY)
+    assert seen == [b"x", b"y"]
+    assert loop.pending_timers() == 1
+    loop.remove_fd(a)
+
+
+SELECTORS = [
+    name
+    for name in ("EpollSelector", "PollSelector", "SelectSelector", "DefaultSelector")
+    if hasattr(selectors, name)
+]
+
+
+@pytest.mark.parametrize("selector_name", SELECTORS)
+def test_far_timer_poll_timeout_is_capped_on_every_selector(
+    selector_name: str, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    lp = SelectorLoop(selector=getattr(selectors, selector_name)())
+    try:
+        seen: list[bytes] = []
+        lp.call_later(FAR_AWAY, seen.append, b"timer")
+        lp.add_reader(a, lambda: seen.append(a.recv(16)))
+        b.send(b"x")
+        lp.run_once()
+        b.send(b"y")
+        lp.run_once(FAR_AWAY)
+        assert seen == [b"x", b"y"]
+        lp.remove_fd(a)
+    finally:
+        lp.close()
+
+
+class RecordingSelector(selectors.SelectSelector):
+    """Records the timeouts the loop polls with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        self.timeouts.append(timeout)
+        return super().select(0)
+
+
+def test_poll_timeout_is_capped_at_one_day_as_in_asyncio() -> None:
+    selector = RecordingSelector()
+    lp = SelectorLoop(selector=selector)
+    try:
+        lp.call_later(FAR_AWAY, lambda: None)
+        lp.run_once()
+        lp.run_once(FAR_AWAY)
+        lp.run_once(0.5)
+        assert selector.timeouts == [24 * 3600, 24 * 3600, 0.5]
+    finally:
+        lp.close()
 
 
 # -- readers and writers -----------------------------------------------------------------------
