@@ -4,6 +4,8 @@ connection hijacking.
 The public API lives here; everything else is internal. See docs/ and README.md.
 """
 
+from typing import TYPE_CHECKING
+
 from .buffers import BufferPair, Reader, Writer
 from .config import Limits, ServerConfig
 from .errors import (
@@ -18,12 +20,15 @@ from .errors import (
 )
 from .http.headers import Headers
 from .http.state import HookState
-from .loop import CancelledError, Future, Loop, SelectorLoop, Task, TimerHandle, new_loop
+from .loop import Future, Loop, SelectorLoop, Task, TimerHandle, new_loop
 from .request import Body, Request, StreamingBody
 from .response import ResponseWriter, hijack
 from .run import serve
 from .server import Server, streaming
 from .stream import IncompleteReadError, LineTooLongError, Stream, StreamClosed
+
+if TYPE_CHECKING:
+    from asyncio import CancelledError  # looked up in __getattr__: asyncio on first use
 
 
 def __getattr__(name: str) -> object:
@@ -32,6 +37,10 @@ def __getattr__(name: str) -> object:
         from .loop.asyncio_loop import AsyncioLoop
 
         return AsyncioLoop
+    if name == "CancelledError":  # asyncio's (see reactor.loop); asyncio on first use too
+        from asyncio import CancelledError
+
+        return CancelledError
     raise AttributeError(f"module 'reactor' has no attribute {name!r}")
 
 

@@ -1,8 +1,9 @@
 """The reactor: the loop interface, its native implementation and the asyncio adapter.
 
 Exports the ``Loop`` protocol, SelectorLoop, its handles, the minimal Future/Task, AsyncioLoop
-(imported on first use, so that ``import reactor`` does not import asyncio) and ``new_loop``,
-which builds a loop by backend name. Tests: tests/loop/.
+and CancelledError (which is ``asyncio.CancelledError``; both are looked up on first use, so
+that ``import reactor`` does not import asyncio) and ``new_loop``, which builds a loop by
+backend name. Tests: tests/loop/.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .base import Loop, take_exception
-from .futures import CancelledError, Future, InvalidStateError, Task
+from .futures import Future, InvalidStateError, Task
 from .handles import Handle, TimerHandle
 from .selector import SelectorLoop
 
 if TYPE_CHECKING:
+    from asyncio import CancelledError
+
     from .asyncio_loop import AsyncioLoop
 
 __all__ = [
@@ -70,4 +73,9 @@ def __getattr__(name: str) -> Any:
         from .asyncio_loop import AsyncioLoop
 
         return AsyncioLoop
+    if name == "CancelledError":
+        # asyncio's: the same except clause catches a cancellation on every backend.
+        from asyncio import CancelledError
+
+        return CancelledError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,22 +3,32 @@
 Owns Future (a result that arrives later, awaited with ``await``) and Task (drives one
 coroutine, stepping it when the future it awaits is done). Only reactor futures may be awaited
 here: awaiting anything else (an asyncio future, ``asyncio.sleep``) raises a TypeError that
-names the object. Must not import asyncio. Tests: tests/loop/test_futures.py.
+names the object. Tests: tests/loop/test_futures.py.
 
-No reference cycles survive a finished task: a done future drops its callbacks, and an
-exception stored on a task has the task's own frame cut from its traceback.
+As on asyncio, whichever backend runs them: a cancellation raises ``asyncio.CancelledError``
+(reactor's CancelledError is that class), and each task runs in a context of its own, a copy of
+the one it was spawned in (``contextvars.copy_context()`` once per task; each step of the task
+runs in it, as asyncio's Task does; plain ``call_soon`` callbacks do not pay for a context).
+asyncio is imported on the first cancellation, not before, so that ``import reactor`` does not
+import it.
+
+No reference cycles survive a finished task: a done future drops its callbacks, an exception
+stored on a task has the task's own frame cut from its traceback, and a finished task drops its
+context (what the coroutine set in it may refer to the task).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import sys
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from .selector import SelectorLoop
 
-__all__ = ["CancelledError", "Future", "InvalidStateError", "Task"]
+__all__ = ["Future", "InvalidStateError", "Task", "is_cancellation", "new_cancelled_error"]
 
 T = TypeVar("T")
 log = logging.getLogger("reactor.loop")
@@ -28,8 +38,20 @@ _DONE = 1
 _CANCELLED = 2
 
 
-class CancelledError(BaseException):
-    """The future or task was cancelled."""
+def new_cancelled_error() -> BaseException:
+    """A new ``asyncio.CancelledError``: reactor's cancellation is asyncio's, so that the same
+    ``except`` clause catches it on every backend. asyncio is imported here, on the first
+    cancellation, rather than with reactor."""
+    from asyncio import CancelledError
+
+    return CancelledError()
+
+
+def is_cancellation(error: BaseException) -> bool:
+    """Whether ``error`` is an ``asyncio.CancelledError``. Without importing asyncio: none can
+    exist before the module that defines the class is loaded."""
+    exceptions = sys.modules.get("asyncio.exceptions")
+    return exceptions is not None and isinstance(error, exceptions.CancelledError)
 
 
 class InvalidStateError(Exception):
@@ -56,7 +78,7 @@ class Future(Generic[T]):
 
     def result(self) -> T:
         if self._state == _CANCELLED:
-            raise CancelledError()
+            raise new_cancelled_error()
         if self._state == _PENDING:
             raise InvalidStateError("result is not ready")
         exc = self._exception
@@ -72,7 +94,7 @@ class Future(Generic[T]):
 
     def exception(self) -> BaseException | None:
         if self._state == _CANCELLED:
-            raise CancelledError()
+            raise new_cancelled_error()
         if self._state == _PENDING:
             raise InvalidStateError("exception is not set")
         return self._exception
@@ -144,16 +166,20 @@ class Future(Generic[T]):
 
 
 class Task(Future[T]):
-    """Runs one coroutine on the loop; done when the coroutine returns or raises."""
+    """Runs one coroutine on the loop; done when the coroutine returns or raises.
 
-    __slots__ = ("_coro", "_must_cancel", "_waiting_on")
+    Each step runs in the task's own context, copied from the one current at creation."""
+
+    __slots__ = ("_context", "_coro", "_must_cancel", "_waiting_on")
 
     def __init__(self, loop: SelectorLoop, coro: Coroutine[Any, Any, T]) -> None:
         super().__init__(loop)
         self._coro: Coroutine[Any, Any, T] | None = coro
         self._waiting_on: Future[Any] | None = None
         self._must_cancel = False
-        loop.call_soon(self._step, None)
+        context = contextvars.copy_context()
+        self._context: contextvars.Context | None = context
+        loop.call_soon(context.run, self._step, None)
 
     def cancel(self) -> bool:
         if self._state != _PENDING:
@@ -165,23 +191,24 @@ class Task(Future[T]):
         return True
 
     def _step(self, exc: BaseException | None) -> None:
+        """One step of the coroutine. Runs in the task's context (``context.run``)."""
         coro = self._coro
         if coro is None or self._state != _PENDING:
             return
         if self._must_cancel:
             self._must_cancel = False
-            exc = CancelledError()
+            exc = new_cancelled_error()
         self._waiting_on = None
         try:
             yielded = coro.send(None) if exc is None else coro.throw(exc)
         except StopIteration as stop:
-            self._coro = None
+            self._coro = self._context = None
             super().set_result(stop.value)
-        except CancelledError:
-            self._coro = None
-            super().cancel()
         except BaseException as error:  # the task owns the coroutine's failure
-            self._coro = None
+            self._coro = self._context = None
+            if is_cancellation(error):
+                super().cancel()
+                return
             # Cut this frame out of the traceback: it holds ``self`` and would make a cycle
             # task -> exception -> traceback -> frame -> task. No local may hold that
             # traceback either: frame -> local -> traceback -> frame is a cycle too.
@@ -195,14 +222,19 @@ class Task(Future[T]):
                 self._waiting_on = yielded
                 yielded.add_done_callback(self._wakeup)
             else:
-                self._loop.call_soon(self._step, TypeError(_foreign_await_message(coro, yielded)))
+                foreign = TypeError(_foreign_await_message(coro, yielded))
+                context = self._context
+                if context is not None:
+                    self._loop.call_soon(context.run, self._step, foreign)
         finally:
             del exc
 
     def _wakeup(self, future: Future[Any]) -> None:
         # Resume, never throw: Future.__await__ raises the future's exception (or
         # CancelledError) itself, without its frame holding the future.
-        self._step(None)
+        context = self._context
+        if context is not None:
+            context.run(self._step, None)
 
     def __repr__(self) -> str:
         state = ("pending", "done", "cancelled")[self._state]

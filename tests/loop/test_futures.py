@@ -4,13 +4,17 @@ done callbacks, tasks driving coroutines, foreign awaitables, and no reference c
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import gc
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+import reactor
+import reactor.loop
 from reactor.loop import Future, Loop, SelectorLoop, Task
 from reactor.testing import FakeClock
 
@@ -257,6 +261,118 @@ def test_cancelled_task_may_catch_and_return(loop: Loop, kinds: Kinds) -> None:
     run_until(loop, task)
     assert not task.cancelled()
     assert task.result() == "cleaned up"
+
+
+def test_cancellation_is_asyncio_cancelled_error_on_every_backend(loop: Loop) -> None:
+    # Which ``except`` clause catches a cancellation must not depend on --loop: reactor's
+    # CancelledError is asyncio's (issue 10, bug 5).
+    assert reactor.CancelledError is asyncio.CancelledError
+    assert reactor.loop.CancelledError is asyncio.CancelledError
+    caught: list[tuple[str, type[BaseException]]] = []
+
+    async def as_asyncio_code_writes_it() -> None:
+        try:
+            await loop.sleep(3600)
+        except asyncio.CancelledError as exc:
+            caught.append(("asyncio", type(exc)))
+            raise
+
+    async def as_reactor_code_writes_it() -> None:
+        try:
+            await loop.sleep(3600)
+        except reactor.CancelledError as exc:
+            caught.append(("reactor", type(exc)))
+            raise
+
+    tasks = [loop.spawn(as_asyncio_code_writes_it()), loop.spawn(as_reactor_code_writes_it())]
+    loop.run_once(0)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        run_until(loop, task)
+        assert task.cancelled()
+        with pytest.raises(asyncio.CancelledError):
+            task.result()
+        with pytest.raises(reactor.CancelledError):
+            task.exception()
+    assert caught == [("asyncio", asyncio.CancelledError), ("reactor", asyncio.CancelledError)]
+    fut = loop.create_future()
+    fut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        fut.result()
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("REQUEST_ID", default="none")
+
+
+def in_a_fresh_context(test: Callable[..., None]) -> Callable[..., None]:
+    """Run the test in a copy of the current context: a loop that leaks a task's values into
+    the context it runs in must fail this test only, not the next one."""
+
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        contextvars.copy_context().run(test, *args, **kwargs)
+
+    return wrapper
+
+
+@in_a_fresh_context
+def test_each_task_runs_in_its_own_context_on_every_backend(loop: Loop) -> None:
+    # As asyncio's tasks: a task starts in a copy of the context it was spawned in, and what it
+    # sets is seen by it alone, across its awaits (issue 10, bug 5).
+    seen: list[tuple[str, str]] = []
+    first_set = loop.create_future()
+
+    async def first() -> None:
+        seen.append(("first starts", REQUEST_ID.get()))
+        REQUEST_ID.set("first")
+        first_set.set_result(None)
+        await loop.sleep(0)
+        await loop.sleep(0)
+        seen.append(("first after awaits", REQUEST_ID.get()))
+
+    async def second() -> None:
+        await first_set
+        seen.append(("second after first set", REQUEST_ID.get()))
+        REQUEST_ID.set("second")
+        await loop.sleep(0)
+        seen.append(("second after await", REQUEST_ID.get()))
+
+    token = REQUEST_ID.set("spawner")
+    try:
+        tasks = [loop.spawn(first()), loop.spawn(second())]
+    finally:
+        REQUEST_ID.reset(token)
+    for task in tasks:
+        run_until(loop, task)
+        task.result()
+    assert REQUEST_ID.get() == "none"
+    assert sorted(seen) == sorted(
+        [
+            ("first starts", "spawner"),
+            ("first after awaits", "first"),
+            ("second after first set", "spawner"),
+            ("second after await", "second"),
+        ]
+    )
+
+
+@in_a_fresh_context
+def test_a_task_spawned_by_a_task_inherits_a_copy_of_its_context(loop: Loop) -> None:
+    seen: list[str] = []
+
+    async def child() -> None:
+        seen.append(REQUEST_ID.get())
+        REQUEST_ID.set("child")
+
+    async def parent() -> None:
+        REQUEST_ID.set("parent")
+        await loop.spawn(child())
+        seen.append(REQUEST_ID.get())
+
+    run_until(loop, loop.spawn(parent()))
+    assert seen == ["parent", "parent"]
+    assert REQUEST_ID.get() == "none"
 
 
 def test_cancelling_a_sleeping_task_disarms_its_timer(loop: Loop) -> None:
