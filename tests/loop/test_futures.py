@@ -375,6 +375,32 @@ def test_a_task_spawned_by_a_task_inherits_a_copy_of_its_context(loop: Loop) -> 
     assert REQUEST_ID.get() == "none"
 
 
+class Payload:
+    """A value whose lifetime a weakref can watch."""
+
+
+PAYLOAD: contextvars.ContextVar[Payload | None] = contextvars.ContextVar("PAYLOAD", default=None)
+
+
+@in_a_fresh_context
+def test_a_finished_native_task_drops_its_context(selector_loop: SelectorLoop, no_gc: None) -> None:
+    # What a coroutine set in its context may refer to the task (a request that holds its
+    # handler's task): the native task lets go of the context when it finishes.
+    refs: list[weakref.ref[Payload]] = []
+
+    async def sets() -> None:
+        payload = Payload()
+        refs.append(weakref.ref(payload))
+        PAYLOAD.set(payload)
+        await selector_loop.sleep(0)
+
+    task = selector_loop.spawn(sets())
+    run_until(selector_loop, task)
+    assert PAYLOAD.get() is None  # it was set in the task's context, not in this one
+    assert task.done()
+    assert refs[0]() is None  # gone while the task is still referenced
+
+
 def test_cancelling_a_sleeping_task_disarms_its_timer(loop: Loop) -> None:
     async def sleeper() -> None:
         await loop.sleep(3600)
