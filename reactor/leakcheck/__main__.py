@@ -1,0 +1,7 @@
+"""``python -m reactor.leakcheck``: the same as ``reactor leakcheck``."""
+
+import sys
+
+from .command import main
+
+sys.exit(main())
