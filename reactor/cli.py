@@ -1,18 +1,18 @@
-"""The ``reactor`` command line: ``reactor serve [APP] [options]``.
+"""The ``reactor`` command line: ``reactor serve [APP] [options]``, ``reactor leakcheck``.
 
-Owns argument parsing (one flag per limit, timeout and switch of ServerConfig), logging
-setup, the startup line on stdout and the exit statuses: 0 after a signal-driven shutdown, 1
-when the server cannot listen (address in use), 2 for bad flags or an APP that cannot be
-loaded (one line on stderr, nothing else). It does not serve anything itself:
-``reactor.run.serve`` runs the server, ``reactor.static`` the files, ``reactor.apploader``
-loads APP (``load_app`` and ``AppLoadError`` are re-exported here) and ``reactor.leakcheck``
-runs ``reactor leakcheck``. Tests: tests/integration/test_cli.py.
+Owns the command's parser (the ServerConfig flags come from reactor/cliconfig.py), the
+REACTOR_* environment variables, logging setup, the startup line on stdout and the exit
+statuses: 0 after a signal-driven shutdown, 1 when the server cannot listen (address in use),
+2 for bad flags or an APP that cannot be loaded (one line on stderr, nothing else). It does
+not serve anything itself: ``reactor.run.serve`` runs the server, ``reactor.static`` the
+files, ``reactor.apploader`` loads APP (``load_app`` and ``AppLoadError`` are re-exported
+here) and ``reactor.leakcheck`` runs ``reactor leakcheck``.
+Tests: tests/integration/test_cli.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import logging
 import os
@@ -22,255 +22,45 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from .apploader import AppLoadError, load_app, one_line
-from .config import Limits, ServerConfig
+from .cliconfig import add_config_flags, config_from_args, parse_count, parse_port, parse_seconds
 from .run import Bind, bind_socket, parse_bind, serve, socket_url
 from .server import Handler, Server
 
-__all__ = ["AppLoadError", "build_parser", "load_app", "main"]
-
-_DEFAULT_CONFIG = ServerConfig()
-_DEFAULT_LIMITS = Limits()
-
-_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+__all__ = ["AppLoadError", "build_parser", "config_from_args", "load_app", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``reactor serve: error: ... (see --help)``, status 2."""
+    """argparse with one-line errors: ``reactor serve: error: ... (see --help)``, status 2;
+    ``subcommands`` (filled by build_parser) and ``flags()``, which argparse does not make
+    public."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.subcommands: dict[str, _Parser] = {}
 
     def error(self, message: str) -> NoReturn:
         text = " ".join(message.split())
         self.exit(2, f"{self.prog}: error: {text} (see '{self.prog} --help')\n")
 
-
-# -- value parsers ---------------------------------------------------------------------------
-
-_SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-
-
-def _size(text: str) -> int:
-    """A byte count: ``65536``, ``64K``, ``16M``, ``1G`` (binary multiples)."""
-    value = text.strip().lower().removesuffix("ib").removesuffix("b")
-    scale = 1
-    if value[-1:] in _SIZE_SUFFIXES:
-        scale = _SIZE_SUFFIXES[value[-1]]
-        value = value[:-1]
-    if not value.isdigit():
-        raise argparse.ArgumentTypeError(f"not a size in bytes (like 65536, 64K, 16M): {text!r}")
-    return int(value) * scale
+    def flags(self) -> list[argparse.Action]:
+        """The optional arguments, in the order they were added (``--help`` included)."""
+        return [action for action in self._actions if action.option_strings]
 
 
-def _count(text: str) -> int:
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"not a non-negative integer: {text!r}")
-    return int(text)
+class _Append(argparse.Action):
+    """``action="append"`` as a class of our own, so args_from_env can tell a repeatable
+    flag (argparse's is private): each use adds its value to the list."""
 
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
-    return int(text)
-
-
-# -- the flags for ServerConfig ----------------------------------------------------------------
-
-# (flag, dest, value parser, help). dest "limits.x" is a field of Limits, else of ServerConfig.
-# Defaults are read from the dataclasses, so the help never disagrees with the code.
-_TIMEOUT_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    (
-        "--read-header-timeout",
-        "read_header_timeout",
-        _seconds,
-        "seconds from the first byte of a request head to its end",
-    ),
-    (
-        "--body-timeout",
-        "body_timeout",
-        _seconds,
-        "seconds without progress while waiting for a request body",
-    ),
-    (
-        "--idle-timeout",
-        "idle_timeout",
-        _seconds,
-        "seconds a keep-alive connection may wait for its next request",
-    ),
-    (
-        "--write-timeout",
-        "write_timeout",
-        _seconds,
-        "seconds without progress while the client does not read the response",
-    ),
-    (
-        "--shutdown-grace",
-        "shutdown_grace",
-        _seconds,
-        "seconds in-flight requests may finish after SIGINT/SIGTERM",
-    ),
-    (
-        "--accept-backoff",
-        "accept_backoff",
-        _seconds,
-        "seconds to stop accepting after running out of file descriptors",
-    ),
-]
-_LIMIT_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    (
-        "--max-body-size",
-        "limits.max_body_size",
-        _size,
-        "largest request body in bytes (413 above it; 0: no limit)",
-    ),
-    (
-        "--max-head-bytes",
-        "limits.max_head_bytes",
-        _size,
-        "largest request line plus headers in bytes (431 above it)",
-    ),
-    (
-        "--max-request-line",
-        "limits.max_request_line",
-        _size,
-        "longest request line in bytes (414 above it)",
-    ),
-    (
-        "--max-header-count",
-        "limits.max_header_count",
-        _count,
-        "most header fields in a request (431 above it)",
-    ),
-    (
-        "--max-chunk-line",
-        "limits.max_chunk_line",
-        _size,
-        "longest chunk-size line of a chunked body in bytes",
-    ),
-    (
-        "--max-read-ahead",
-        "limits.max_read_ahead",
-        _size,
-        "bytes read ahead of the request being handled (pipelining)",
-    ),
-    (
-        "--max-connections",
-        "max_connections",
-        _count,
-        "open connections at most (0: no limit)",
-    ),
-    ("--accept-batch", "accept_batch", _count, "connections accepted per wakeup of a listener"),
-    ("--backlog", "backlog", _count, "listen() backlog"),
-    (
-        "--write-high-water",
-        "write_high_water",
-        _size,
-        "output buffered per connection before a handler's drain() waits",
-    ),
-    (
-        "--write-low-water",
-        "write_low_water",
-        _size,
-        "output level drain() waits for",
-    ),
-    (
-        "--response-buffer",
-        "response_buffer",
-        _size,
-        "response bytes buffered before committing to chunked framing",
-    ),
-]
-
-
-_METAVARS: dict[Callable[[str], Any], str] = {_seconds: "SECONDS", _size: "BYTES"}
-
-
-def _default(dest: str) -> Any:
-    if dest.startswith("limits."):
-        return getattr(_DEFAULT_LIMITS, dest.removeprefix("limits."))
-    return getattr(_DEFAULT_CONFIG, dest)
-
-
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    groups = (
-        ("timeouts", _TIMEOUT_FLAGS, "Seconds; fractions allowed."),
-        ("limits", _LIMIT_FLAGS, "BYTES takes a K, M or G suffix (binary: 64K is 65536)."),
-    )
-    for title, flags, description in groups:
-        group = parser.add_argument_group(title, description)
-        for flag, dest, parse, text in flags:
-            group.add_argument(
-                flag,
-                dest=dest,
-                type=parse,
-                default=None,
-                metavar=_METAVARS.get(parse, "N"),
-                help=f"{text} (default: {_default(dest)})",
-            )
-    group = parser.add_argument_group("responses and logging")
-    group.add_argument(
-        "--server-header",
-        metavar="NAME",
-        default=None,
-        help=f"value of the Server header (default: {_DEFAULT_CONFIG.server_header})",
-    )
-    group.add_argument(
-        "--no-server-header", action="store_true", help="send no Server header at all"
-    )
-    group.add_argument(
-        "--access-log",
-        metavar="FILE",
-        nargs="?",
-        const="-",
-        default=None,
-        help="log every request to FILE, or to stdout without FILE or with '-' "
-        "(a file is reopened when logrotate moves it)",
-    )
-    group.add_argument(
-        "--access-log-format",
-        choices=("common", "combined"),
-        default="common",
-        help="Common Log Format, or Combined (adds Referer and User-Agent) (default: common)",
-    )
-    group.add_argument(
-        "--log-level",
-        type=str.lower,
-        choices=_LOG_LEVELS,
-        default="info",
-        help="level of reactor's log on stderr (default: info)",
-    )
-
-
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    """The ServerConfig the flags describe; raises ValueError for inconsistent values."""
-    limits_changes: dict[str, Any] = {}
-    changes: dict[str, Any] = {}
-    for _flag, dest, _parse, _help in _TIMEOUT_FLAGS + _LIMIT_FLAGS:
-        value = getattr(args, dest)
-        if value is None:
-            continue
-        if dest.startswith("limits."):
-            limits_changes[dest.removeprefix("limits.")] = value
-        else:
-            changes[dest] = value
-    if args.no_server_header:
-        changes["server_header"] = None
-    elif args.server_header is not None:
-        changes["server_header"] = args.server_header
-    if args.access_log is not None:
-        changes["access_log"] = True
-    if args.graceful_timeout is not None and args.shutdown_grace is None:
-        changes["shutdown_grace"] = args.graceful_timeout
-    if limits_changes:
-        changes["limits"] = dataclasses.replace(_DEFAULT_LIMITS, **limits_changes)
-    return dataclasses.replace(_DEFAULT_CONFIG, **changes)
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        items = list(getattr(namespace, self.dest, None) or [])
+        items.append(values)
+        setattr(namespace, self.dest, items)
 
 
 def _bind(text: str) -> Bind:
@@ -280,7 +70,7 @@ def _bind(text: str) -> Bind:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> _Parser:
     """The ``reactor`` parser; ``command`` is the subcommand about to run, if known (the
     leakcheck module is imported only for it)."""
     from . import __name__ as package
@@ -331,7 +121,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "-b",
         metavar="ADDRESS",
         type=_bind,
-        action="append",
+        action=_Append,
         default=None,
         help="HOST:PORT, [IPV6]:PORT or unix:PATH; repeat it to listen on several "
         "(default: --host:--port)",
@@ -341,7 +131,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     where.add_argument(
         "--port",
-        type=_port,
+        type=parse_port,
         default=None,
         help="TCP port, without --bind; 0 picks a free one, printed at startup (default: 8080)",
     )
@@ -353,7 +143,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     proc.add_argument(
         "--workers",
         "-w",
-        type=_count,
+        type=parse_count,
         default=None,
         metavar="N",
         help="pre-fork N worker processes under a supervisor that restarts them; 0: one per "
@@ -361,7 +151,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     proc.add_argument(
         "--graceful-timeout",
-        type=_seconds,
+        type=parse_seconds,
         default=None,
         metavar="SECONDS",
         help="seconds workers get to finish in-flight requests on SIGTERM or SIGHUP "
@@ -374,9 +164,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="event loop: reactor's own (selectors), asyncio, or uvloop (pip install "
         "'reactor[uvloop]') (default: selectors)",
     )
-    _add_config_flags(serve_parser)
+    add_config_flags(serve_parser)
     serve_parser.set_defaults(run=_serve_command, command_parser=serve_parser)
     _add_leakcheck(commands, load=command == "leakcheck")
+    parser.subcommands = commands.choices
     return parser
 
 
@@ -435,9 +226,7 @@ def env_name(action: argparse.Action) -> str:
     return "REACTOR_" + longest.lstrip("-").upper().replace("-", "_")
 
 
-def args_from_env(
-    parser: argparse.ArgumentParser, argv: Sequence[str], environ: dict[str, str]
-) -> list[str]:
+def args_from_env(parser: _Parser, argv: Sequence[str], environ: dict[str, str]) -> list[str]:
     """Flags for the REACTOR_* variables set in ``environ`` whose flag is not in ``argv``
     (the command line wins). A switch takes 1/true/yes/on or 0/false/no/off; --bind takes
     addresses separated by spaces or commas."""
@@ -446,8 +235,8 @@ def args_from_env(
         if arg.startswith("-"):
             given.add(arg.partition("=")[0])
     extra: list[str] = []
-    for action in parser._actions:
-        if not action.option_strings or action.dest == "help":
+    for action in parser.flags():
+        if action.dest == "help":
             continue
         name = env_name(action)
         value = environ.get(name)
@@ -460,7 +249,7 @@ def args_from_env(
                 extra.append(flag)
             elif lowered not in _FALSE:
                 parser.error(f"{name}={value!r}: expected 1/true/yes/on or 0/false/no/off")
-        elif isinstance(action, argparse._AppendAction):
+        elif isinstance(action, _Append):
             for item in value.replace(",", " ").split():
                 extra.append(f"{flag}={item}")
         else:
@@ -678,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(arguments[0] if arguments else None)
     if arguments[:1] == ["serve"]:
-        serve_parser = _subparser(parser, "serve")
+        serve_parser = parser.subcommands["serve"]
         arguments[1:1] = args_from_env(serve_parser, arguments[1:], dict(os.environ))
     args = parser.parse_args(arguments)
     command: Callable[[argparse.ArgumentParser, argparse.Namespace], int] = args.run
@@ -686,11 +475,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(args.command_parser, args)
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
         return 130
-
-
-def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            sub: argparse.ArgumentParser = action.choices[name]
-            return sub
-    raise LookupError(name)
