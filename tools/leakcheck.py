@@ -1,4 +1,4 @@
-"""CI wrapper around ``reactor leakcheck`` (reactor/leakcheck.py): the same options, with CI
+"""CI wrapper around ``reactor leakcheck`` (reactor/leakcheck/): the same options, with CI
 thresholds on by default.
 
 What it adds: a retained-memory threshold (``--max-bytes-per-conn``, default 1024 tracemalloc

@@ -1,4 +1,4 @@
-"""``reactor leakcheck`` (reactor/leakcheck.py): the built-in suite passes against reactor, and
+"""``reactor leakcheck`` (reactor/leakcheck/): the built-in suite passes against reactor, and
 the command fails (exit 1) on deliberately leaky handlers (tests/leaks/leaky_apps.py), naming
 the culprit in the back-reference chain. Run both as ``python -m reactor.leakcheck`` in a
 subprocess and through ``main()`` in-process.
