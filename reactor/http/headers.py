@@ -21,17 +21,18 @@ class Headers:
 
     __slots__ = ("_index", "_items")
 
-    def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
-        self._items: list[tuple[str, str]] = list(items) if items is not None else []
+    def __init__(
+        self, items: Iterable[tuple[str, str]] | None = None, *, copy: bool = True
+    ) -> None:
+        """``copy=False`` adopts ``items``, which must then be a list nobody else changes (the
+        parser's own list of the fields it just read)."""
+        if items is None:
+            self._items: list[tuple[str, str]] = []
+        elif copy or type(items) is not list:
+            self._items = list(items)
+        else:
+            self._items = items
         self._index: dict[str, list[str]] | None = None
-
-    @classmethod
-    def _from_list(cls, items: list[tuple[str, str]]) -> Headers:
-        """Adopt ``items`` without copying (the parser's list)."""
-        headers = cls.__new__(cls)
-        headers._items = items
-        headers._index = None
-        return headers
 
     def _build_index(self) -> dict[str, list[str]]:
         index: dict[str, list[str]] = {}
@@ -80,7 +81,7 @@ class Headers:
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Headers):
-            return self._items == other._items
+            return self._items == other.items()
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]

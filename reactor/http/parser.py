@@ -12,6 +12,7 @@ Errors are ProtocolError / LimitExceeded carrying the status to answer with.
 from __future__ import annotations
 
 import re
+from ipaddress import IPv6Address
 from typing import Final
 
 from ..errors import LimitExceeded, ProtocolError
@@ -70,20 +71,45 @@ _CHUNK_EXT_RE = re.compile(
 _DIGITS_RE = re.compile(r"[0-9]+")
 _OWS = " \t"
 _EMPTY_LINES_RE = re.compile(rb"(?:\r?\n)*")
-_AUTHORITY_RE = re.compile(rb"[^/?#@\s]+:[0-9]+")
-_ABSOLUTE_RE = re.compile(rb"[A-Za-z][A-Za-z0-9+\-.]*://[^/?#\s]*[\x21-\x7e]*")
+# authority = host [ ":" port ] without userinfo (RFC 9110 4.2.4: userinfo is an error in an
+# http(s) URI); host = IP-literal / IPv4address / reg-name (RFC 3986 3.2.2). The inside of an
+# IP-literal is checked apart (an IPv6 address or IPvFuture).
+_AUTHORITY_RE = re.compile(
+    r"(\[[0-9A-Za-z\-._~!$&'()*+,;=:]*\]|(?:[0-9A-Za-z\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
+    r"(?::([0-9]*))?"
+)
+_IPV_FUTURE_RE = re.compile(r"[vV][0-9A-Fa-f]+\.[0-9A-Za-z\-._~!$&'()*+,;=:]+")
+# absolute-form = scheme "://" authority, then the path, query and fragment (the request line
+# already allows only visible ASCII in the target).
+_ABSOLUTE_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*)://([^/?#]*)(.*)")
 
 
 class RequestHead:
-    """A parsed request head: the line, the fields, and the framing decided from them."""
+    """A parsed request head: the line, the fields, and the framing decided from them.
+
+    Where the target points is decided here too, for every target form (RFC 9112 3.2), so no
+    later stage parses the target again:
+
+    - ``path`` (str): the target up to its query; ``"*"`` for asterisk-form, the target itself
+      for CONNECT's authority-form, and for absolute-form the URL's path (``"/"`` if empty).
+    - ``query`` (str): what follows the first ``"?"`` up to any ``"#"``; ``""`` if none.
+    - ``host`` (str): the Host header's value for origin- and asterisk-form, the target's
+      authority for absolute-form (RFC 9112 3.2.2: it overrides Host) and the target for
+      authority-form; ``""`` if there is none (HTTP/1.0 without Host).
+
+    None of them is percent-decoded.
+    """
 
     __slots__ = (
         "body_framing",
         "content_length",
         "expect",
         "headers",
+        "host",
         "keep_alive",
         "method",
+        "path",
+        "query",
         "target",
         "upgrade",
         "version",
@@ -100,6 +126,9 @@ class RequestHead:
         keep_alive: bool,
         expect: str | None,
         upgrade: bool,
+        path: str,
+        query: str,
+        host: str,
     ) -> None:
         self.method = method
         self.target = target
@@ -110,6 +139,9 @@ class RequestHead:
         self.keep_alive = keep_alive
         self.expect = expect
         self.upgrade = upgrade
+        self.path = path
+        self.query = query
+        self.host = host
 
     def __repr__(self) -> str:
         return f"<RequestHead {self.method} {self.target} {self.version}>"
@@ -256,8 +288,16 @@ class RequestParser:
         if major != "1" or (minor != "1" and minor != "0"):
             raise ProtocolError(f"unsupported HTTP version {major}.{minor}", status=505)
         version = "HTTP/1.1" if minor == "1" else "HTTP/1.0"
-        if target[0] != "/" or method == "CONNECT":
-            _check_target(method.encode("ascii"), target.encode("ascii"))
+        if target[0] == "/" and method != "CONNECT":
+            # origin-form, the hot path: a fragment (never sent by a conforming client) is
+            # dropped, then the path ends at the first "?".
+            if "#" in target:
+                path, _, query = target.partition("#")[0].partition("?")
+            else:
+                path, _, query = target.partition("?")
+            authority = None
+        else:
+            path, query, authority = _split_target(method, target)
 
         if rest:
             if rest[-1] != "\n":
@@ -275,6 +315,8 @@ class RequestParser:
         content_length: int | None = None
         transfer_encoding: list[str] | None = None
         hosts = 0
+        host = ""
+        lengths = 0
         connection_tokens: list[str] = []
         expect: str | None = None
         upgrade = False
@@ -284,7 +326,9 @@ class RequestParser:
                 continue
             if lname == "host":
                 hosts += 1
+                host = value
             elif lname == "content-length":
+                lengths += 1 if "," not in value else 2
                 # RFC 9110 8.6: a list of identical values may be taken as one value.
                 for part in value.split(","):
                     part = part.strip(_OWS)
@@ -347,6 +391,13 @@ class RequestParser:
                 framing = BODY_LENGTH
                 length = content_length
 
+        if lengths > 1:
+            # A list of identical values, or repeated identical fields: the application sees
+            # the one value, in one field where the first was (as h11 does).
+            items = _one_content_length(items, str(content_length))
+        if authority is not None:
+            host = authority
+
         if version == "HTTP/1.1":
             keep_alive = "close" not in connection_tokens
         else:
@@ -355,12 +406,15 @@ class RequestParser:
             method,
             target,
             version,
-            Headers._from_list(items),
+            Headers(items, copy=False),
             framing,
             length,
             keep_alive,
             expect,
             upgrade and "upgrade" in connection_tokens,
+            path,
+            query,
+            host,
         )
 
 
@@ -387,21 +441,83 @@ def _field_error(rest: str) -> None:
     raise ProtocolError("invalid header section")
 
 
-def _check_target(method: bytes, target: bytes) -> None:
-    """RFC 9112 3.2: origin-form, absolute-form, authority-form (CONNECT only) or
-    asterisk-form (OPTIONS only)."""
-    if method == b"CONNECT":
-        if _AUTHORITY_RE.fullmatch(target) is None:
-            raise ProtocolError(f"CONNECT needs an authority-form target, got {_show(target)}")
-        return
-    if target[:1] == b"/":
-        return
-    if target == b"*":
-        if method != b"OPTIONS":
+def _one_content_length(items: list[tuple[str, str]], value: str) -> list[tuple[str, str]]:
+    """``items`` with every Content-Length field but the first removed and that one set to
+    ``value``."""
+    kept: list[tuple[str, str]] = []
+    seen = False
+    for name, field_value in items:
+        if name.lower() == "content-length":
+            if seen:
+                continue
+            seen = True
+            field_value = value
+        kept.append((name, field_value))
+    return kept
+
+
+def _split_target(method: str, target: str) -> tuple[str, str, str | None]:
+    """Check a target that is not origin-form (RFC 9112 3.2) and split it: ``(path, query,
+    authority)``, the authority None when the Host header names the host. CONNECT takes
+    authority-form only, OPTIONS may take asterisk-form, any method absolute-form. Anything
+    else, or an invalid scheme or authority, is a ProtocolError (400)."""
+    if method == "CONNECT":
+        # RFC 9112 3.2.3: authority-form = uri-host ":" port, the port required.
+        m = _AUTHORITY_RE.fullmatch(target)
+        if (
+            m is None
+            or not m.group(1)
+            or not m.group(2)
+            or not _ip_literal_ok(m.group(1))
+            or not _port_ok(m.group(2))
+        ):
+            raise ProtocolError(
+                f"CONNECT needs an authority-form target, got {_show(target.encode('ascii'))}"
+            )
+        return target, "", target
+    if target == "*":
+        if method != "OPTIONS":
             raise ProtocolError("asterisk-form target is only allowed with OPTIONS")
-        return
-    if _ABSOLUTE_RE.fullmatch(target) is None:
-        raise ProtocolError(f"invalid request target {_show(target)}")
+        return "*", "", None
+    m = _ABSOLUTE_RE.fullmatch(target)
+    if m is None:
+        raise ProtocolError(f"invalid request target {_show(target.encode('ascii'))}")
+    scheme, authority, rest = m.groups()
+    a = _AUTHORITY_RE.fullmatch(authority)
+    if (
+        a is None
+        or not _ip_literal_ok(a.group(1))
+        or not _port_ok(a.group(2))
+        # RFC 9110 4.2.1: an http(s) URI with an empty host is invalid.
+        or (not a.group(1) and scheme.lower() in ("http", "https"))
+    ):
+        raise ProtocolError(
+            f"invalid authority {_show(authority.encode('ascii'))} in the request target"
+        )
+    path, _, query = rest.partition("#")[0].partition("?")
+    return path or "/", query, authority
+
+
+def _port_ok(port: str | None) -> bool:
+    """Whether ``port`` (digits, or None when absent) is at most 65535."""
+    if not port:
+        return True
+    digits = port.lstrip("0")
+    return len(digits) <= 5 and (not digits or int(digits) <= 65535)
+
+
+def _ip_literal_ok(host: str) -> bool:
+    """Whether ``host`` is no IP-literal, or a valid one: an IPv6 address or IPvFuture."""
+    if host[:1] != "[":
+        return True
+    inner = host[1:-1]
+    if inner[:1] in ("v", "V"):
+        return _IPV_FUTURE_RE.fullmatch(inner) is not None
+    try:
+        IPv6Address(inner)
+    except ValueError:
+        return False
+    return True
 
 
 def _show(raw: bytes, limit: int = 60) -> str:

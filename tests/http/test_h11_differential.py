@@ -8,9 +8,9 @@ checks that the difference is still exactly the documented one.
 Deliberate differences kept out of the comparison itself:
 - Status codes are not compared: h11's ``error_status_hint`` is 400 for almost everything,
   while we answer 505 (version), 501 (unknown coding), 413, 414 and 431 (limits).
-- h11 normalises some values it keeps (a lower-cased Transfer-Encoding, one Content-Length
-  for a list or repeated fields); we keep fields as received. Those two fields are compared
-  through the framing instead of value by value.
+- h11 lower-cases the Transfer-Encoding value it keeps; we keep it as received, so that field
+  is compared through the framing instead of value by value. Content-Length is compared value
+  by value: both turn a list or repeated fields of one value into one field with that value.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from reactor.http import BODY_CHUNKED, BODY_LENGTH, BODY_NONE, Limits, RequestPa
 
 # The body limit is off so that only protocol validity is compared (h11 has no body limit).
 LIMITS = Limits(max_body_size=0)
-NORMALISED = {b"content-length", b"transfer-encoding"}
+NORMALISED = {b"transfer-encoding"}
 
 
 def R(line: bytes, *fields: bytes) -> bytes:
@@ -41,6 +41,8 @@ CASES: dict[str, bytes] = {
     "http10-no-host": R(b"GET / HTTP/1.0"),
     "http10-host": R(b"GET /x HTTP/1.0", H),
     "absolute-form": R(b"GET http://example.com/x?y HTTP/1.1", H),
+    "absolute-form-other-host": R(b"GET http://a.example/x HTTP/1.1", b"Host: b.example"),
+    "absolute-form-ipv6": R(b"GET http://[::1]:8080/x HTTP/1.1", H),
     "connect": R(b"CONNECT example.com:443 HTTP/1.1", H),
     "options-asterisk": R(b"OPTIONS * HTTP/1.1", H),
     "odd-method": R(b"M-SEARCH.x~ /x HTTP/1.1", H),
@@ -96,6 +98,11 @@ CASES: dict[str, bytes] = {
     "equal-lengths-spelled-differently": R(
         b"POST / HTTP/1.1", H, b"Content-Length: 03", b"Content-Length: 3"
     ),
+    "absolute-bad-authority": R(b"PUT s://]ufd/: HTTP/1.1", H),
+    "absolute-bad-ipv6": R(b"GET http://[::1/x HTTP/1.1", H),
+    "absolute-userinfo": R(b"GET http://user@example.com/ HTTP/1.1", H),
+    "absolute-empty-host": R(b"GET http:///x HTTP/1.1", H),
+    "connect-bad-authority": R(b"CONNECT ]ufd:80 HTTP/1.1", H),
 }
 
 # name -> (we accept, h11 accepts, why)
@@ -117,6 +124,11 @@ DIFFERENCES: dict[str, tuple[bool, bool, str]] = {
         False,
         "03 and 3 are the same length; h11 compares the spellings",
     ),
+    "absolute-bad-authority": (False, True, "RFC 3986 3.2.2: ']' outside an IP-literal"),
+    "absolute-bad-ipv6": (False, True, "RFC 3986 3.2.2: an unclosed IP-literal"),
+    "absolute-userinfo": (False, True, "RFC 9110 4.2.4: userinfo in an http URI is an error"),
+    "absolute-empty-host": (False, True, "RFC 9110 4.2.1: an http URI needs a host"),
+    "connect-bad-authority": (False, True, "RFC 9112 3.2.3: uri-host ':' port"),
 }
 
 

@@ -109,7 +109,18 @@ def test_equality_is_ordered_and_exact() -> None:
 
 def test_parser_list_is_adopted() -> None:
     items = [("Host", "a")]
-    h = Headers._from_list(items)
+    h = Headers(items, copy=False)
     assert h.get("host") == "a"
     assert list(h) == items
     assert repr(h) == "Headers([('Host', 'a')])"
+    h.add("X", "1")
+    assert items == [("Host", "a"), ("X", "1")]  # the same list, not a copy
+
+
+def test_items_are_copied_by_default() -> None:
+    items = [("Host", "a")]
+    h = Headers(items)
+    h.add("X", "1")
+    assert items == [("Host", "a")]
+    t = (("A", "1"),)
+    assert list(Headers(t, copy=False)) == [("A", "1")]  # not a list: copied anyway

@@ -28,6 +28,9 @@ def _summary(head: RequestHead) -> tuple[Any, ...]:
     return (
         head.method,
         head.target,
+        head.path,
+        head.query,
+        head.host,
         head.version,
         list(head.headers),
         head.body_framing,
@@ -160,6 +163,112 @@ def test_request_line_forms(line: bytes, method: str | None, target: str | None)
 )
 def test_bad_request_lines(line: bytes, status: int) -> None:
     parse_error(request(line, b"Host: a"), status)
+
+
+# -- where the target points: path, query and host, decided by the parser ------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "fields", "path", "query", "host"),
+    [
+        # origin-form: split at the first "?", any fragment dropped
+        (b"GET / HTTP/1.1", (b"Host: h.example",), "/", "", "h.example"),
+        (b"GET /a/b?c=d&e=%20 HTTP/1.1", (b"Host: h.example",), "/a/b", "c=d&e=%20", "h.example"),
+        (b"GET /p?q#f HTTP/1.1", (b"Host: h",), "/p", "q", "h"),
+        (b"GET /p#f?x HTTP/1.1", (b"Host: h",), "/p", "", "h"),
+        (b"GET /p? HTTP/1.1", (b"Host: h",), "/p", "", "h"),
+        (b"GET /p?a?b HTTP/1.1", (b"Host: h",), "/p", "a?b", "h"),
+        (b"GET //x/y HTTP/1.1", (b"Host: h",), "//x/y", "", "h"),  # a path, not an authority
+        (b"GET /x HTTP/1.1", (b"Host: h:8080",), "/x", "", "h:8080"),
+        (b"GET /x HTTP/1.0", (), "/x", "", ""),
+        # asterisk-form
+        (b"OPTIONS * HTTP/1.1", (b"Host: h",), "*", "", "h"),
+        # authority-form: the target is the host
+        (
+            b"CONNECT example.com:443 HTTP/1.1",
+            (b"Host: h",),
+            "example.com:443",
+            "",
+            "example.com:443",
+        ),
+        (b"CONNECT [::1]:8080 HTTP/1.1", (b"Host: h",), "[::1]:8080", "", "[::1]:8080"),
+        # absolute-form: the target's authority is the host, whatever Host says (RFC 9112 3.2.2)
+        (b"GET http://a.example/x HTTP/1.1", (b"Host: b.example",), "/x", "", "a.example"),
+        (b"GET http://a.example HTTP/1.1", (b"Host: b",), "/", "", "a.example"),
+        (b"GET http://a.example?q HTTP/1.1", (b"Host: b",), "/", "q", "a.example"),
+        (b"GET http://a.example#f HTTP/1.1", (b"Host: b",), "/", "", "a.example"),
+        (
+            b"GET http://a.example:8080/x/y?q=1&r#frag HTTP/1.1",
+            (b"Host: b",),
+            "/x/y",
+            "q=1&r",
+            "a.example:8080",
+        ),
+        (b"GET HTTPS://[::1]:8443/ HTTP/1.1", (b"Host: b",), "/", "", "[::1]:8443"),
+        (b"GET http://[v1.fe80::a+en1]/ HTTP/1.1", (b"Host: b",), "/", "", "[v1.fe80::a+en1]"),
+        (b"GET http://%61.example:/x HTTP/1.1", (b"Host: b",), "/x", "", "%61.example:"),
+        (b"GET http://a.example//x HTTP/1.1", (b"Host: b",), "//x", "", "a.example"),
+        (b"GET s://a/b HTTP/1.1", (b"Host: b",), "/b", "", "a"),
+        (b"GET file:///etc/x HTTP/1.1", (b"Host: b",), "/etc/x", "", ""),
+        (b"GET http://a.example/x HTTP/1.0", (), "/x", "", "a.example"),
+        (b"GET http://a:065535 HTTP/1.1", (b"Host: b",), "/", "", "a:065535"),
+        (b"CONNECT a:0 HTTP/1.1", (b"Host: b",), "a:0", "", "a:0"),
+    ],
+)
+def test_path_query_and_host(
+    line: bytes, fields: tuple[bytes, ...], path: str, query: str, host: str
+) -> None:
+    head = parse_ok(request(line, *fields))
+    assert (head.path, head.query, head.host) == (path, query, host)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        b"s://]ufd/:",  # issue 10 bug 1: urlsplit raised ValueError in Request()
+        b"http://[::1/x",
+        b"http://a]b/",
+        b"http://[::1]x/",
+        b"http://[::1::2]/",
+        b"http://[1.2.3.4]/",
+        b"http://[v1]/",
+        b"http://[]/",
+        b"http://a:b/",
+        b"http://a:80:80/",
+        b"http:///x",
+        b"http://",
+        b"http://:80/",
+        b"https://?q",
+        b"http://user@a.example/",
+        b"http://a%zz/",
+        b"http://a\\b/",
+        b"http://a{b}/",
+        b"http://a|b/",
+        b"http://a:65536/",
+        b"http://a:" + b"9" * 5000 + b"/",
+    ],
+)
+def test_invalid_absolute_form_authority_400(target: bytes) -> None:
+    parse_error(request(b"PUT " + target + b" HTTP/1.1", b"Host: a"))
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        b"]ufd:80",
+        b"a:65536",
+        b"a:" + b"1" * 5000,
+        b"[::1:80",
+        b"a]b:80",
+        b":80",
+        b"a:80:80",
+        b"a%zz:1",
+        b"[::1]x:80",
+        b"a{b}:1",
+    ],
+)
+def test_invalid_connect_authority_400(target: bytes) -> None:
+    parse_error(request(b"CONNECT " + target + b" HTTP/1.1", b"Host: a"))
 
 
 def test_http_10_needs_no_host_and_is_not_keep_alive() -> None:
@@ -364,6 +473,36 @@ def test_start_moving_resets_the_memo() -> None:
 def test_framing(fields: tuple[bytes, ...], framing: int, length: int) -> None:
     head = parse_ok(request(b"POST / HTTP/1.1", b"Host: a", *fields))
     assert (head.body_framing, head.content_length) == (framing, length)
+
+
+@pytest.mark.parametrize(
+    ("fields", "seen"),
+    [
+        # RFC 9110 8.6: a list of identical values, or repeated identical fields, is taken as
+        # one value; the application sees that one value in one field, where the first was.
+        ((b"Content-Length: 5, 5",), [("Content-Length", "5")]),
+        ((b"Content-Length: 5 ,\t5 , 5",), [("Content-Length", "5")]),
+        ((b"Content-Length: 5", b"content-length: 5"), [("Content-Length", "5")]),
+        (
+            (b"content-length: 5", b"X: y", b"Content-Length: 005"),
+            [("content-length", "5"), ("X", "y")],
+        ),
+        (
+            (b"X: 1", b"Content-Length: 05, 5", b"X: 2"),
+            [("X", "1"), ("Content-Length", "5"), ("X", "2")],
+        ),
+        # one field with one value stays as received
+        ((b"Content-Length: 007",), [("Content-Length", "007")]),
+        ((b"Content-Length: 5",), [("Content-Length", "5")]),
+    ],
+)
+def test_content_length_list_reaches_the_application_as_one_value(
+    fields: tuple[bytes, ...], seen: list[tuple[str, str]]
+) -> None:
+    head = parse_ok(request(b"POST / HTTP/1.1", b"Host: a", *fields))
+    assert list(head.headers) == [("Host", "a"), *seen]
+    assert head.headers.get_all("content-length") == [head.headers["Content-Length"]]
+    assert int(head.headers["Content-Length"]) == head.content_length
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ body (a writer-to-parser round trip)."""
 from __future__ import annotations
 
 import itertools
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -207,3 +208,43 @@ def test_a_bare_lf_anywhere_in_the_chunked_framing_is_rejected(
             buf += message[a:b]
             pos = decoder.feed(buf, pos, len(buf), out)
     assert info.value.status == 400
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "PUT", "CONNECT", "OPTIONS"]),
+    scheme=st.sampled_from(["http", "HTTPS", "s", "a+b.c-d", "1x", ""]),
+    authority=st.one_of(
+        st.text("ab19:[]@%.vV-_~!$&'()*+,;={}|\\/?#", max_size=16),
+        st.builds("a:{}".format, st.integers(0, 10**7)),
+    ),
+    rest=st.text("".join(chr(c) for c in range(0x21, 0x7F)), max_size=16),
+)
+def test_targets_split_as_urlsplit_does_or_are_a_400(
+    method: str, scheme: str, authority: str, rest: str
+) -> None:
+    """Any target: the parser either rejects it with a ProtocolError (never another error) or
+    splits it as urllib does, so a later stage needs no urlsplit (which raises ValueError)."""
+    target = f"{scheme}://{authority}{rest}" if scheme else authority + rest
+    if not target:
+        return
+    data = f"{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode("ascii")
+    try:
+        result = RequestParser().parse(data, 0)
+    except ProtocolError as exc:
+        assert exc.status == 400
+        return
+    assert result is not None
+    head = result[0]
+    if method == "CONNECT":
+        assert (head.path, head.query, head.host) == (target, "", target)
+        assert urlsplit("//" + target).port is not None
+    elif target[0] == "/":
+        assert head.host == "h"
+        assert (head.path, head.query) == tuple(target.partition("#")[0].partition("?")[::2])
+    elif target == "*":
+        assert (head.path, head.query, head.host) == ("*", "", "h")
+    else:
+        parts = urlsplit(target)  # must not raise
+        assert (head.path, head.query, head.host) == (parts.path or "/", parts.query, parts.netloc)
+        assert parts.port is None or parts.port >= 0  # in range: .port would raise otherwise
