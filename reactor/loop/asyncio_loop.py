@@ -351,7 +351,7 @@ class AsyncioLoop(TimerHeapMixin):
             if timer.callback is None:
                 self._cancelled_timers -= 1
                 continue
-            timer._loop = None
+            timer.owner = None
             due.append(timer)
         for timer in due:
             cb = timer.callback
@@ -388,13 +388,6 @@ class AsyncioLoop(TimerHeapMixin):
         if not isinstance(coro, Coroutine):
             raise TypeError(f"spawn() needs a coroutine, got {coro!r}")
         return cast("Task[T]", self._aloop.create_task(coro))
-
-    def sleep(self, delay: float, result: T | None = None) -> Future[T | None]:
-        """A future done ``delay`` seconds from now (on our timers, so on the loop's clock)."""
-        fut = self.create_future()
-        timer = self.call_later(delay, _set_result_unless_done, fut, result)
-        fut.add_done_callback(timer._cancel_if_cancelled)
-        return fut
 
     # -- signals ---------------------------------------------------------------------------
 
@@ -498,7 +491,7 @@ class AsyncioLoop(TimerHeapMixin):
         self._fds.clear()
         for timer in self._timers:
             timer.callback = timer.args = None
-            timer._loop = None
+            timer.owner = None
         self._timers.clear()
         wake = self._wake_handle
         self._wake_handle = None
@@ -510,8 +503,3 @@ class AsyncioLoop(TimerHeapMixin):
     def _check_closed(self) -> None:
         if self._closed:
             raise LoopClosedError("the loop is closed")
-
-
-def _set_result_unless_done(fut: Future[Any], result: Any) -> None:
-    if not fut.done():
-        fut.set_result(result)

@@ -79,7 +79,5 @@ def take_exception(task: Future[Any]) -> BaseException | None:
     if task.cancelled():
         return None
     if isinstance(task, Future):
-        error = task._exception
-        task._exception = None
-        return error
+        return task.take_exception()
     return task.exception()

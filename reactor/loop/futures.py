@@ -99,6 +99,16 @@ class Future(Generic[T]):
             raise InvalidStateError("exception is not set")
         return self._exception
 
+    def take_exception(self) -> BaseException | None:
+        """The exception of a done future (None if it has none), which the future then forgets,
+        so that the exception's traceback no longer keeps frames alive through it. reactor's
+        own; ``reactor.loop.take_exception`` does this for asyncio futures too."""
+        if self._state == _PENDING:
+            raise InvalidStateError("exception is not set")
+        exc = self._exception
+        self._exception = None
+        return exc
+
     def add_done_callback(self, callback: Callable[[Future[T]], object]) -> None:
         if self._state != _PENDING:
             self._loop.call_soon(callback, self)

@@ -22,16 +22,17 @@ __all__ = [
     "Handle",
     "TimerHandle",
     "TimerHeapMixin",
+    "TimerOwner",
     "fileno_of",
 ]
 
 
-class _TimerOwner(Protocol):
+class TimerOwner(Protocol):
     """The loop a timer belongs to and tells when it is cancelled (SelectorLoop,
     AsyncioLoop)."""
 
     def time(self) -> float: ...
-    def _timer_cancelled(self) -> None: ...
+    def timer_cancelled(self) -> None: ...
 
 
 class Handle:
@@ -57,9 +58,13 @@ class Handle:
 
 
 class TimerHandle(Handle):
-    """A callback due at ``when`` (loop time). Ordered by ``when``, then by creation."""
+    """A callback due at ``when`` (loop time). Ordered by ``when``, then by creation.
 
-    __slots__ = ("_loop", "seq", "when")
+    ``owner`` is the loop whose heap holds the timer, told when it is cancelled (so that it
+    can compact its heap); None once the timer has fired or been cancelled. The loop that pops
+    a due timer clears it."""
+
+    __slots__ = ("owner", "seq", "when")
 
     def __init__(
         self,
@@ -67,12 +72,12 @@ class TimerHandle(Handle):
         seq: int,
         callback: Callable[..., object],
         args: tuple[Any, ...],
-        loop: _TimerOwner | None,
+        owner: TimerOwner | None,
     ) -> None:
         super().__init__(callback, args)
         self.when = when
         self.seq = seq
-        self._loop = loop
+        self.owner = owner
 
     def __lt__(self, other: TimerHandle) -> bool:
         if self.when == other.when:
@@ -83,15 +88,21 @@ class TimerHandle(Handle):
         if self.callback is not None:
             self.callback = None
             self.args = None
-            loop = self._loop
-            self._loop = None
-            if loop is not None:
-                loop._timer_cancelled()
+            owner = self.owner
+            self.owner = None
+            if owner is not None:
+                owner.timer_cancelled()
 
-    def _cancel_if_cancelled(self, fut: Future[Any]) -> None:
-        """Done callback of a ``loop.sleep()`` future: a cancelled sleep needs no timer."""
+    def cancel_if_cancelled(self, fut: Future[Any]) -> None:
+        """A done callback for the future this timer would complete (``loop.sleep()``): a
+        cancelled future needs no timer."""
         if fut.cancelled():
             self.cancel()
+
+    @property
+    def _loop(self) -> TimerOwner | None:
+        # The name reactor/leakcheck.py still reads; ``owner`` is the attribute.
+        return self.owner
 
 
 # Compact a timer heap when more than this many entries are cancelled and they are more than
@@ -119,7 +130,7 @@ def fileno_of(fd: Any) -> int:
 class TimerHeapMixin:
     """What both loops share: the timer heap's bookkeeping (cancelled handles stay in the heap,
     their callback already dropped, until they reach its top or until most of it is
-    cancelled, when it is compacted in place) and ``run_until_complete``."""
+    cancelled, when it is compacted in place), ``run_until_complete`` and ``sleep``."""
 
     _timers: list[TimerHandle]
     _cancelled_timers: int
@@ -137,6 +148,10 @@ class TimerHeapMixin:
     if TYPE_CHECKING:
 
         def spawn(self, coro: Coroutine[Any, Any, Any]) -> Any: ...
+        def create_future(self) -> Future[Any]: ...
+        def call_later(
+            self, delay: float, callback: Callable[..., object], *args: Any
+        ) -> TimerHandle: ...
         def run(self) -> None: ...
         def stop(self) -> None: ...
 
@@ -156,7 +171,19 @@ class TimerHeapMixin:
     def _stop_when_done(self, fut: Any) -> None:
         self.stop()
 
-    def _timer_cancelled(self) -> None:
+    def sleep(self, delay: float, result: _T | None = None) -> Future[_T | None]:
+        """A future done ``delay`` seconds from now (on the loop's timers and clock):
+        ``await loop.sleep(0.1)``."""
+        fut = self.create_future()
+        timer = self.call_later(delay, _set_result_unless_done, fut, result)
+        # A cancelled sleep (its task was cancelled) disarms its timer at once, so that it
+        # neither counts in pending_timers() nor holds the future until it would have fired.
+        fut.add_done_callback(timer.cancel_if_cancelled)
+        return fut
+
+    def timer_cancelled(self) -> None:
+        """``TimerHandle.cancel()`` reports here (the handle stays in the heap until it reaches
+        the top, or until most of the heap is cancelled and it is compacted)."""
         self._cancelled_timers += 1
         timers = self._timers
         if (
@@ -172,3 +199,8 @@ class TimerHeapMixin:
     def pending_timers(self) -> int:
         """Timers that are armed and not cancelled."""
         return sum(1 for t in self._timers if t.callback is not None)
+
+
+def _set_result_unless_done(fut: Future[Any], result: Any) -> None:
+    if not fut.done():
+        fut.set_result(result)

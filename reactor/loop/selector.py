@@ -29,7 +29,7 @@ from ..errors import LoopClosedError
 from .futures import Future, Task
 from .handles import FdEntry, Handle, TimerHandle, TimerHeapMixin, fileno_of
 
-__all__ = ["SelectorLoop"]
+__all__ = ["MAXIMUM_SELECT_TIMEOUT", "SelectorLoop", "epoll_internals"]
 
 T = TypeVar("T")
 log = logging.getLogger("reactor.loop")
@@ -43,6 +43,19 @@ _NOT_EPOLLIN = ~getattr(select, "EPOLLIN", 1)
 # days), so a timer further away would raise OverflowError. Waking once a day early costs
 # nothing: run_once then computes the wait again. The same cap as asyncio's base_events.
 MAXIMUM_SELECT_TIMEOUT = 24 * 3600
+
+
+def epoll_internals(selector: selectors.BaseSelector) -> tuple[Any, dict[int, Any] | None]:
+    """The epoll object of a stdlib ``selectors.EpollSelector`` and its map of fd to key, both
+    private attributes of that class (None, None for any other selector, a subclass included):
+    the one place that reads them."""
+    if type(selector) is not getattr(selectors, "EpollSelector", None):
+        return None, None
+    epoll = getattr(selector, "_selector", None)
+    fd_to_key = getattr(selector, "_fd_to_key", None)
+    if epoll is None or not isinstance(fd_to_key, dict):
+        return None, None
+    return epoll, fd_to_key
 
 
 class SelectorLoop(TimerHeapMixin):
@@ -59,14 +72,10 @@ class SelectorLoop(TimerHeapMixin):
     ) -> None:
         self._clock = clock
         self._selector = selector if selector is not None else selectors.DefaultSelector()
-        # On epoll, run_once polls the selector's epoll object itself (see _dispatch_epoll);
-        # the selector's fd map (a private attribute of every stdlib selector) resolves fds.
-        self._epoll: Any = None
-        self._fd_to_key: Any = getattr(self._selector, "_fd_to_key", None)
-        if type(self._selector) is getattr(selectors, "EpollSelector", None) and isinstance(
-            self._fd_to_key, dict
-        ):
-            self._epoll = self._selector._selector  # type: ignore[attr-defined]
+        # On epoll, run_once polls the selector's epoll object itself (see _dispatch_epoll).
+        epoll, fd_to_key = epoll_internals(self._selector)
+        self._epoll: Any = epoll
+        self._fd_to_key: Any = fd_to_key
         self._ready: deque[Handle] = deque()
         self._timers: list[TimerHandle] = []
         self._timer_seq = 0
@@ -249,15 +258,6 @@ class SelectorLoop(TimerHeapMixin):
             raise TypeError(f"spawn() needs a coroutine, got {coro!r}")
         return Task(self, coro)
 
-    def sleep(self, delay: float, result: T | None = None) -> Future[T | None]:
-        """A future done ``delay`` seconds from now: ``await loop.sleep(0.1)``."""
-        fut: Future[T | None] = Future(self)
-        timer = self.call_later(delay, _set_result_unless_done, fut, result)
-        # A cancelled sleep (its task was cancelled) disarms its timer at once, so that it
-        # neither counts in pending_timers() nor holds the future until it would have fired.
-        fut.add_done_callback(timer._cancel_if_cancelled)
-        return fut
-
     # -- signals ---------------------------------------------------------------------------
 
     def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
@@ -331,7 +331,7 @@ class SelectorLoop(TimerHeapMixin):
                 if timer.callback is None:
                     self._cancelled_timers -= 1
                     continue
-                timer._loop = None
+                timer.owner = None
                 ready.append(timer)
         for _ in range(len(ready)):
             handle = ready.popleft()
@@ -457,8 +457,3 @@ class SelectorLoop(TimerHeapMixin):
     def _check_closed(self) -> None:
         if self._closed:
             raise LoopClosedError("the loop is closed")
-
-
-def _set_result_unless_done(fut: Future[Any], result: Any) -> None:
-    if not fut.done():
-        fut.set_result(result)
