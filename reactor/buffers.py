@@ -30,55 +30,57 @@ _COMPACT_AT = 64 * 1024
 class Reader:
     """Bytes received and not yet consumed, then the socket."""
 
-    __slots__ = ("__weakref__", "_buf", "_pos", "_sock")
+    __slots__ = ("__weakref__", "_sock", "buf", "pos")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         # ``bytes`` while it holds one recv() result untouched (no copy), ``bytearray`` once
         # a second one is appended.
-        self._buf: bytes | bytearray = b""
-        self._pos = 0
+        self.buf: bytes | bytearray = b""
+        self.pos = 0
 
-    # -- used by the server (and by Stream) -----------------------------------------------
+    # -- for protocol code that parses in place (the server, Stream) ------------------------
+    # ``buf[pos:]`` are the held bytes. Parsers read ``buf`` from ``pos`` without copying and
+    # then ``consume`` what they used; a transport ``feed``s what the socket delivered.
 
-    def _feed(self, data: bytes) -> None:
-        buf = self._buf
-        if self._pos >= len(buf):
-            self._buf = data
-            self._pos = 0
+    def feed(self, data: bytes) -> None:
+        buf = self.buf
+        if self.pos >= len(buf):
+            self.buf = data
+            self.pos = 0
         elif type(buf) is bytes:
-            merged = bytearray(memoryview(buf)[self._pos :])
+            merged = bytearray(memoryview(buf)[self.pos :])
             merged += data
-            self._buf = merged
-            self._pos = 0
+            self.buf = merged
+            self.pos = 0
         else:
             buf += data  # bytearray: extended in place
 
-    def _consume(self, n: int) -> None:
-        pos = self._pos + n
-        buf = self._buf
+    def consume(self, n: int) -> None:
+        pos = self.pos + n
+        buf = self.buf
         size = len(buf)
         if pos >= size:
-            self._buf = b""
-            self._pos = 0
+            self.buf = b""
+            self.pos = 0
         elif pos > _COMPACT_AT and pos * 2 > size:
-            self._buf = bytearray(memoryview(buf)[pos:])
-            self._pos = 0
+            self.buf = bytearray(memoryview(buf)[pos:])
+            self.pos = 0
         else:
-            self._pos = pos
+            self.pos = pos
 
-    def _take(self, n: int) -> bytes:
+    def take(self, n: int) -> bytes:
         """Consume and return up to ``n`` held bytes (``n < 0``: all of them)."""
-        pos = self._pos
-        buf = self._buf
+        pos = self.pos
+        buf = self.buf
         size = len(buf)
         if n < 0 or pos + n >= size:
             data = bytes(buf) if pos == 0 and type(buf) is bytes else bytes(buf[pos:])
-            self._buf = b""
-            self._pos = 0
+            self.buf = b""
+            self.pos = 0
             return data
         data = bytes(buf[pos : pos + n])
-        self._consume(n)
+        self.consume(n)
         return data
 
     def _recv(self, size: int = RECV_SIZE) -> bytes:
@@ -88,7 +90,7 @@ class Reader:
 
     def buffered(self) -> int:
         """How many received bytes are held and not yet read."""
-        return len(self._buf) - self._pos
+        return len(self.buf) - self.pos
 
     def peek(self, n: int = 1) -> bytes:
         """Up to ``n`` bytes without consuming them. With fewer than ``n`` held, one socket
@@ -99,8 +101,8 @@ class Reader:
             except BlockingIOError:
                 data = b""
             if data:
-                self._feed(data)
-        return bytes(self._buf[self._pos : self._pos + n])
+                self.feed(data)
+        return bytes(self.buf[self.pos : self.pos + n])
 
     def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes: held bytes first (without touching the socket), else one
@@ -109,10 +111,10 @@ class Reader:
         if n == 0:
             return b""
         if n > 0:
-            if self._pos < len(self._buf):
-                return self._take(n)
+            if self.pos < len(self.buf):
+                return self.take(n)
             return self._recv(n)
-        parts = [self._take(-1)] if self.buffered() else []
+        parts = [self.take(-1)] if self.buffered() else []
         got_any = bool(parts)
         while True:
             try:
@@ -130,8 +132,8 @@ class Reader:
     def readinto(self, b: bytearray | memoryview) -> int:
         """Fill ``b`` from held bytes, or with one socket read when none are held."""
         view = memoryview(b).cast("B")
-        if self._pos < len(self._buf):
-            data = self._take(len(view))
+        if self.pos < len(self.buf):
+            data = self.take(len(view))
             view[: len(data)] = data
             return len(data)
         return self._sock.recv_into(view)
@@ -141,22 +143,22 @@ class Reader:
         is positive, or to EOF. Non-blocking with no complete line and nothing more on the
         socket: returns the partial line if one is held, else raises BlockingIOError."""
         while True:
-            buf = self._buf
-            end = len(buf) if limit < 0 else min(len(buf), self._pos + limit)
-            nl = buf.find(b"\n", self._pos, end)
+            buf = self.buf
+            end = len(buf) if limit < 0 else min(len(buf), self.pos + limit)
+            nl = buf.find(b"\n", self.pos, end)
             if nl >= 0:
-                return self._take(nl + 1 - self._pos)
+                return self.take(nl + 1 - self.pos)
             if limit >= 0 and self.buffered() >= limit:
-                return self._take(limit)
+                return self.take(limit)
             try:
                 data = self._recv()
             except BlockingIOError:
                 if self.buffered():
-                    return self._take(-1)
+                    return self.take(-1)
                 raise
             if not data:
-                return self._take(-1)
-            self._feed(data)
+                return self.take(-1)
+            self.feed(data)
 
     def __repr__(self) -> str:
         return f"<Reader fd={self._sock.fileno()} buffered={self.buffered()}>"
@@ -165,31 +167,35 @@ class Reader:
 class Writer:
     """Bytes produced and not yet taken by the kernel, then the socket."""
 
-    __slots__ = ("__weakref__", "_buf", "_sock")
+    __slots__ = ("__weakref__", "_sock", "buf")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         # The shared empty ``bytes`` while nothing waits (an idle connection pays for no
         # bytearray); a ``bytearray`` from the first write until everything is sent.
-        self._buf: bytes | bytearray = b""
+        self.buf: bytes | bytearray = b""
 
     def buffered(self) -> int:
         """How many written bytes wait to be sent."""
-        return len(self._buf)
+        return len(self.buf)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Buffer ``data``; nothing is sent before ``flush()``."""
-        buf = self._buf
+        buf = self.buf
         if type(buf) is bytes:
-            self._buf = bytearray(data)
+            self.buf = bytearray(data)
         else:
             buf += data  # bytearray: extended in place
         return len(data)
 
-    def _send_some(self) -> int:
+    def clear(self) -> None:
+        """Drop every buffered byte (an abort: the output will never be sent)."""
+        self.buf = b""
+
+    def send_some(self) -> int:
         """Send what the kernel takes without blocking; return how many bytes remain.
         OSError other than BlockingIOError propagates (the peer is gone)."""
-        buf = self._buf
+        buf = self.buf
         if not buf:
             return 0
         try:
@@ -197,7 +203,7 @@ class Writer:
         except BlockingIOError:
             return len(buf)
         if sent >= len(buf):
-            self._buf = b""
+            self.buf = b""
             return 0
         del buf[:sent]  # type: ignore[union-attr]  # non-empty: a bytearray
         return len(buf)
@@ -206,15 +212,15 @@ class Writer:
         """Send every buffered byte. Blocking socket: waits until all are sent. Non-blocking:
         sends what the kernel takes; if bytes remain, raises BlockingIOError (they stay
         buffered; call ``flush()`` again when the socket is writable)."""
-        if not self._buf:
+        if not self.buf:
             return
         if self._sock.gettimeout() != 0.0:  # blocking, or blocking with a timeout
-            buf, self._buf = self._buf, b""
+            buf, self.buf = self.buf, b""
             self._sock.sendall(buf)
             return
-        while self._buf:
-            before = len(self._buf)
-            remaining = self._send_some()
+        while self.buf:
+            before = len(self.buf)
+            remaining = self.send_some()
             if remaining and remaining == before:
                 raise BlockingIOError(f"{remaining} bytes still buffered; the socket is full")
 

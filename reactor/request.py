@@ -3,24 +3,23 @@
 Owns Request (line, headers, remote address, body, client-disconnect notification) and the two
 body readers: Body (a buffering handler's, read synchronously) and StreamingBody (a streaming
 async handler's, awaited). Both read the body straight from the connection's Reader, so what
-the handler leaves unread is exactly what a hijack hands over. At the end of the request the
-connection detaches them (``_conn = None``): nothing here outlives its request by holding the
-connection. Tests: tests/integration/test_server.py, test_body.py.
+the handler leaves unread is exactly what a hijack hands over. They reach the connection only
+through the Channel interface (reactor/channel.py); at the end of the request the connection
+detaches them (``detach()``): nothing here outlives its request by holding the connection.
+Tests: tests/integration/test_server.py, test_body.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
+from .channel import Channel
 from .errors import ConnectionClosedError, HijackedError
 from .http.headers import Headers
 from .http.parser import BODY_CHUNKED, BODY_LENGTH, ChunkedDecoder, RequestHead
 from .loop.futures import Future
-
-if TYPE_CHECKING:
-    from .connection import Connection
 
 __all__ = ["Body", "Request", "StreamingBody"]
 
@@ -32,15 +31,14 @@ class Body:
     and ``b""`` at the end.
     """
 
-    __slots__ = ("__weakref__", "_conn", "_decoder", "_framing", "_remaining", "trailers")
+    __slots__ = ("__weakref__", "_channel", "_decoder", "_remaining", "trailers")
 
-    def __init__(self, conn: Connection | None, framing: int, length: int) -> None:
-        self._conn = conn
-        self._framing = framing
+    def __init__(self, channel: Channel | None, framing: int, length: int) -> None:
+        self._channel = channel
         self._remaining = length if framing == BODY_LENGTH else 0
         self._decoder: ChunkedDecoder | None = (
-            ChunkedDecoder(conn._server.config.limits)
-            if conn is not None and framing == BODY_CHUNKED
+            ChunkedDecoder(channel.config.limits)
+            if channel is not None and framing == BODY_CHUNKED
             else None
         )
         # Filled when a chunked body's trailer section is read; shared empty until then.
@@ -54,30 +52,30 @@ class Body:
         return self._remaining == 0
 
     def _read_now(self, n: int) -> bytes:
-        conn = self._conn
-        if conn is None:
+        channel = self._channel
+        if channel is None:
             if self.complete:
                 return b""
             raise ConnectionClosedError("the request is over; its body can no longer be read")
-        if conn._hijacked:
+        if channel.hijacked:
             raise HijackedError(
                 "the connection was hijacked: read the rest of the body from pair.reader"
             )
-        reader = conn._reader
+        reader = channel.reader
         decoder = self._decoder
         if decoder is None:
             if self._remaining == 0:
                 return b""
             take = self._remaining if n < 0 else min(n, self._remaining)
-            data = reader._take(take)
+            data = reader.take(take)
             self._remaining -= len(data)
             return data
         if decoder.done:
             return b""
         out: list[bytes] = []
-        pos = reader._pos
-        new_pos = decoder.feed(reader._buf, pos, len(reader._buf), out, n)
-        reader._consume(new_pos - pos)
+        pos = reader.pos
+        new_pos = decoder.feed(reader.buf, pos, len(reader.buf), out, n)
+        reader.consume(new_pos - pos)
         if decoder.done:
             self.trailers = decoder.trailers
         return b"".join(out)
@@ -85,8 +83,12 @@ class Body:
     def read(self, n: int = -1) -> bytes:
         return self._read_now(n)
 
-    def _skip_rest(self) -> bool:
-        """Discard the unread rest if it is all here; return whether the body is complete."""
+    def detach(self) -> None:
+        self._channel = None
+
+    def skip_rest(self) -> bool:
+        """Discard the unread rest if it is all here; return whether the body is complete
+        (the connection calls it when the handler returned without reading all of it)."""
         while not self.complete:
             if not self._read_now(1 << 20):
                 return self.complete
@@ -111,10 +113,10 @@ class StreamingBody(Body):
             data = self._read_now(n)
             if data or self.complete:
                 return data
-            conn = self._conn
-            if conn is None:
+            channel = self._channel
+            if channel is None:
                 raise ConnectionClosedError("the request is over")
-            await conn._wait_for_body()
+            await channel.wait_for_body()
 
 
 class Request:
@@ -123,7 +125,7 @@ class Request:
 
     __slots__ = (
         "__weakref__",
-        "_conn",
+        "_channel",
         "_disconnect_callbacks",
         "_disconnected",
         "_remote_addr",
@@ -138,7 +140,7 @@ class Request:
     )
 
     def __init__(
-        self, head: RequestHead, body: Body, remote_addr: Any, conn: Connection | None
+        self, head: RequestHead, body: Body, remote_addr: Any, channel: Channel | None
     ) -> None:
         self.method: str = head.method
         self.target: str = head.target
@@ -159,7 +161,7 @@ class Request:
             path, query = parts.path or "/", parts.query
         self.path = path
         self.query = query
-        self._conn = conn
+        self._channel = channel
         self._disconnected = False
         self._disconnect_callbacks: list[Callable[[], object]] | None = None
 
@@ -168,10 +170,16 @@ class Request:
         """The client's address (``(host, port)``, or ``"unix"``), asked of the socket once."""
         addr = self._remote_addr
         if addr is None:
-            conn = self._conn
-            if conn is not None:
-                addr = self._remote_addr = conn.remote_addr
+            channel = self._channel
+            if channel is not None:
+                addr = self._remote_addr = channel.remote_addr
         return addr
+
+    @property
+    def local_addr(self) -> Any:
+        """The address the connection was accepted on (None once the request is over)."""
+        channel = self._channel
+        return channel.local_addr if channel is not None else None
 
     # -- client-disconnect notification (HIJACK-SPEC B13) -----------------------------------
 
@@ -187,7 +195,7 @@ class Request:
         if self._disconnected:
             callback()
             return
-        if self._conn is None:
+        if self._channel is None:
             return
         if self._disconnect_callbacks is None:
             self._disconnect_callbacks = [callback]
@@ -196,17 +204,18 @@ class Request:
 
     def wait_disconnected(self) -> Future[None]:
         """A future that completes when the client goes away (see ``on_disconnect``)."""
-        conn = self._conn
-        if conn is None:
+        channel = self._channel
+        if channel is None:
             raise ConnectionClosedError("the request is over")
-        fut: Future[None] = conn._loop.create_future()
+        fut: Future[None] = channel.loop.create_future()
         if self._disconnected:
             fut.set_result(None)
             return fut
         self.on_disconnect(lambda: None if fut.done() else fut.set_result(None))
         return fut
 
-    def _notify_disconnect(self) -> None:
+    def notify_disconnect(self) -> None:
+        """The client went away (called by the connection): run the callbacks once."""
         if self._disconnected:
             return
         self._disconnected = True
@@ -215,10 +224,11 @@ class Request:
         for cb in callbacks or ():
             cb()
 
-    def _detach(self) -> None:
-        self._conn = None
+    def detach(self) -> None:
+        """The request is over: let go of the connection (called by the connection)."""
+        self._channel = None
         self._disconnect_callbacks = None
-        self.body._conn = None
+        self.body.detach()
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target} {self.version}>"

@@ -18,10 +18,9 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from .buffers import RECV_SIZE
 from .config import ServerConfig
 from .connection import Connection
-from .http.parser import RequestParser
+from .http.protocol import ProtocolContext
 from .http.serialize import http_date
 from .http.state import HookState
 from .loop.base import Loop
@@ -116,11 +115,12 @@ class Server:
     ) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {handler!r}")
-        self._handler = handler
-        self._streaming = bool(getattr(handler, "reactor_streaming", False))
+        #: The handler every request is given to (read by connections).
+        self.handler = handler
         self._loop: Loop = loop if loop is not None else SelectorLoop()
         self.config = config if config is not None else ServerConfig()
-        self._state_hook = on_state
+        #: ``on_state``: called with (socket, HookState) on connection state changes.
+        self.state_hook = on_state
         # TLS: accepted sockets are handshaken by reactor.tls before they become connections.
         self._ssl_context = ssl_context
         self._listeners: list[socket.socket] = []
@@ -139,12 +139,11 @@ class Server:
         self._clf_text = ""
         self._date_lines: tuple[bytes, bytes] = (b"", b"")
         self._unix_paths: list[str] = []
-        # One receive buffer for every connection of this server: a recv_into() here and a
-        # copy of just the bytes that came, instead of a 64 KiB allocation per recv().
-        self._scratch = memoryview(bytearray(RECV_SIZE))
-        # Parses every complete head; only its fast path is used across connections (a
-        # connection with a partial head gets a parser of its own).
-        self._parser = RequestParser(self.config.limits)
+        #: What the HTTP protocol of every connection shares: limits, whether the handler
+        #: streams, the parser of complete heads, and whether connections may be reused.
+        self.protocol_context = ProtocolContext(
+            self.config.limits, bool(getattr(handler, "reactor_streaming", False))
+        )
 
     @property
     def loop(self) -> Loop:
@@ -234,22 +233,43 @@ class Server:
                 # Responses are written whole; Nagle would only delay the last segment.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl_context is not None:
-                from .tls import start_handshake
+                from .tls import TLSHandshake
 
-                start_handshake(self, sock, addr)  # calls _start_connection when done
+                handshake = TLSHandshake(
+                    self._loop,
+                    self._ssl_context,
+                    sock,
+                    addr,
+                    on_done=self._handshake_done,
+                    on_end=self._handshake_ended,
+                )
+                self._handshakes.add(handshake)
+                handshake.start()
                 continue
             self._start_connection(sock, addr)
 
     def _start_connection(self, sock: socket.socket, addr: Any) -> None:
         conn = Connection(self, sock, addr if addr else "unix")
         self._connections.add(conn)
-        if self._state_hook is not None:
-            conn._hook(HookState.NEW)
         conn.start()
+
+    # -- TLS handshakes report here (reactor.tls) ---------------------------------------------
+
+    def _handshake_done(self, sock: socket.socket, addr: Any) -> None:
+        if self._shutting_down:
+            sock.close()
+            return
+        self._start_connection(sock, addr)
+
+    def _handshake_ended(self, handshake: Any) -> None:
+        if handshake in self._handshakes:
+            self._handshakes.discard(handshake)
+            self._below_limit_again()
 
     # -- the connection table ----------------------------------------------------------------
 
-    def _forget(self, conn: Connection) -> None:
+    def connection_ended(self, conn: Connection) -> None:
+        """A connection closed or was hijacked: it leaves the table (called by it)."""
         self._connections.discard(conn)
         self._below_limit_again()
 
@@ -266,7 +286,7 @@ class Server:
 
     # -- headers shared by every response --------------------------------------------------
 
-    def _default_headers(self) -> tuple[bytes, bytes]:
+    def default_headers(self) -> tuple[bytes, bytes]:
         """The encoded ``Date`` and ``Server`` lines, rebuilt once a second."""
         now = int(time.time())
         if now != self._date_second:
@@ -278,7 +298,7 @@ class Server:
             )
         return self._date_lines
 
-    def _clf_time(self) -> str:
+    def clf_time(self) -> str:
         """The access log's time, formatted at most once a second."""
         now = int(time.time())
         if now != self._clf_second:
@@ -303,6 +323,7 @@ class Server:
         fut: Future[None] = self._loop.create_future()
         self._shutdown_future = fut
         self._shutting_down = True
+        self.protocol_context.reuse = False  # in-flight responses say Connection: close
         self._close_listeners()
         for callback in self._shutdown_callbacks:
             try:
@@ -343,6 +364,7 @@ class Server:
     def close(self) -> None:
         """Close listeners and every tracked connection now (not hijacked ones)."""
         self._shutting_down = True
+        self.protocol_context.reuse = False
         self._close_listeners()
         for conn in list(self._connections):
             conn.close()
@@ -350,7 +372,7 @@ class Server:
 
     def _close_listeners(self) -> None:
         for handshake in list(self._handshakes):
-            handshake._fail()
+            handshake.cancel()
         if self._backoff_timer is not None:
             self._backoff_timer.cancel()
             self._backoff_timer = None

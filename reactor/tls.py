@@ -2,8 +2,8 @@
 
 Owns ``make_context`` (a server SSLContext whose sockets report "would block" the way plain
 sockets do), ``TLSHandshake`` (one accepted socket wrapped and handshaken on the loop, bounded
-by a timeout) and ``start_handshake``, the one function ``Server``'s accept path calls when it
-has an ``ssl_context``. After the handshake the Connection gets the SSLSocket and never knows:
+by a timeout), which ``Server``'s accept path starts when it has an ``ssl_context`` and which
+reports back through callbacks. After the handshake the Connection gets the SSLSocket and never knows:
 ``NonBlockingSSLSocket`` turns ``SSLWantReadError``/``SSLWantWriteError`` (subclasses of
 OSError, not of BlockingIOError) into BlockingIOError, which the Connection and the Writer
 already treat as "try again when the loop says so". It must not parse HTTP.
@@ -18,17 +18,16 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-if TYPE_CHECKING:
-    from .server import Server
+from .loop.base import Loop
 
 __all__ = [
     "HANDSHAKE_TIMEOUT",
     "NonBlockingSSLSocket",
     "TLSHandshake",
     "make_context",
-    "start_handshake",
 ]
 
 log = logging.getLogger("reactor.tls")
@@ -73,37 +72,38 @@ def make_context(
     return ctx
 
 
-def start_handshake(server: Server, sock: socket.socket, addr: Any) -> TLSHandshake:
-    """Called by the server's accept path for every accepted socket when it serves TLS."""
-    ctx = server._ssl_context
-    assert ctx is not None
-    return TLSHandshake(server, ctx, sock, addr)
-
-
 class TLSHandshake:
-    """Wraps one accepted socket and drives its handshake with loop events; on success hands
-    the SSLSocket to a new Connection, on failure or timeout closes it."""
+    """Wraps one accepted socket and drives its handshake with loop events. It reports to
+    whoever started it through two callbacks and knows nothing of the server: ``on_done(sock,
+    addr)`` with the SSLSocket once the handshake succeeded, and ``on_end(self)`` once it is
+    over either way (succeeded, failed, timed out or cancelled). On failure the socket is
+    closed here."""
 
-    __slots__ = ("_addr", "_loop", "_server", "_sock", "_timer")
+    __slots__ = ("_addr", "_loop", "_on_done", "_on_end", "_sock", "_timeout", "_timer")
 
     def __init__(
         self,
-        server: Server,
+        loop: Loop,
         ctx: ssl.SSLContext,
         sock: socket.socket,
         addr: Any,
+        *,
+        on_done: Callable[[ssl.SSLSocket, Any], object],
+        on_end: Callable[[TLSHandshake], object],
         timeout: float | None = None,
     ) -> None:
-        self._server = server
-        self._loop = server.loop
+        self._loop = loop
         self._addr = addr
+        self._on_done: Callable[[ssl.SSLSocket, Any], object] | None = on_done
+        self._on_end: Callable[[TLSHandshake], object] | None = on_end
         self._sock: ssl.SSLSocket | None = ctx.wrap_socket(
             sock, server_side=True, do_handshake_on_connect=False
         )
-        if timeout is None:
-            timeout = HANDSHAKE_TIMEOUT
-        self._timer = self._loop.call_later(timeout, self._on_timeout)
-        server._handshakes.add(self)
+        self._timeout = HANDSHAKE_TIMEOUT if timeout is None else timeout
+        self._timer: Any = None
+
+    def start(self) -> None:
+        self._timer = self._loop.call_later(self._timeout, self._on_timeout)
         self._step()
 
     def _step(self) -> None:
@@ -120,9 +120,12 @@ class TLSHandshake:
             return
         except (OSError, ValueError) as exc:  # SSLError, reset, EOF...
             log.info("TLS handshake with %s failed: %s", self._addr, exc)
-            self._fail()
+            self.cancel()
             return
-        self._done(sock)
+        on_done = self._on_done
+        self._finish()
+        if on_done is not None:
+            on_done(sock, self._addr)
 
     def _wait(self, writable: bool) -> None:
         sock = self._sock
@@ -135,17 +138,22 @@ class TLSHandshake:
             loop.add_reader(sock, self._step)
 
     def _finish(self) -> ssl.SSLSocket | None:
+        """Leave the loop and report the end (once); the callbacks are let go: they hold
+        the server, and this object may outlive the handshake in a caller's frame."""
         sock, self._sock = self._sock, None
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if sock is not None:
             self._loop.remove_fd(sock)
-        server = self._server
-        if self in server._handshakes:
-            server._handshakes.discard(self)
-            server._below_limit_again()
+        on_end = self._on_end
+        self._on_done = self._on_end = None
+        if on_end is not None:
+            on_end(self)
         return sock
 
-    def _fail(self) -> None:
+    def cancel(self) -> None:
+        """Stop the handshake and close the socket (failure, timeout, server shutdown)."""
         sock = self._finish()
         if sock is not None:
             try:
@@ -154,14 +162,7 @@ class TLSHandshake:
                 pass
 
     def _on_timeout(self) -> None:
+        self._timer = None
         if self._sock is not None:
             log.info("TLS handshake with %s timed out", self._addr)
-            self._fail()
-
-    def _done(self, sock: ssl.SSLSocket) -> None:
-        self._finish()
-        server = self._server
-        if server._shutting_down:
-            sock.close()
-            return
-        server._start_connection(sock, self._addr)
+            self.cancel()

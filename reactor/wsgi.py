@@ -352,12 +352,8 @@ class _Hijacker:
 
 def _server_address(r: Request) -> tuple[str, str]:
     """SERVER_NAME and SERVER_PORT: the local address of the connection."""
-    conn = r._conn
-    if conn is not None:
-        try:
-            local = conn._sock.getsockname()
-        except OSError:
-            local = None
+    local = r.local_addr
+    if local is not None:
         if isinstance(local, tuple):
             return str(local[0]), str(local[1])
         if isinstance(local, str) and local:

@@ -24,7 +24,7 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 def held_reader(sock: socket.socket, held: bytes) -> Reader:
     reader = Reader(sock)
-    reader._feed(held)  # what the server had read and not consumed
+    reader.feed(held)  # what the server had read and not consumed
     return reader
 
 

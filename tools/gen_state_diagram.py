@@ -1,7 +1,8 @@
 """Generate the connection state diagram in docs/architecture.md from the state table.
 
-The diagram is never drawn by hand: this script renders reactor.http.state.TRANSITIONS as a
-Mermaid state diagram between the BEGIN/END markers. ``--check`` exits 1 if the file is stale
+The diagram is never drawn by hand: this script renders reactor.http.state.TRANSITIONS, the
+(state, event) -> state table, as a Mermaid state diagram between the BEGIN/END markers, one
+arrow per pair of states labelled with its events. ``--check`` exits 1 if the file is stale
 (tests/test_docs.py runs it).
 
 Usage: python tools/gen_state_diagram.py [--check]
@@ -21,11 +22,17 @@ END = "<!-- END state diagram -->"
 
 
 def render() -> str:
-    lines = ["```mermaid", "stateDiagram-v2", f"    [*] --> {ConnState.IDLE.name}"]
-    for state, targets in TRANSITIONS.items():
-        for target in sorted(targets, key=lambda s: s.name):
-            lines.append(f"    {state.name} --> {target.name}")
-        if not targets:
+    """One arrow per (state, event) entry, labelled with the event; arrows between the same
+    two states are merged into one label."""
+    lines = ["```mermaid", "stateDiagram-v2", f"    [*] --> {ConnState.NEW.name}"]
+    arrows: dict[tuple[ConnState, ConnState], list[str]] = {}
+    for (state, event), target in TRANSITIONS.items():
+        arrows.setdefault((state, target), []).append(event.name)
+    for state in ConnState:
+        outgoing = sorted((t, names) for (s, t), names in arrows.items() if s is state)
+        for target, names in outgoing:
+            lines.append(f"    {state.name} --> {target.name}: {', '.join(names)}")
+        if not outgoing:
             lines.append(f"    {state.name} --> [*]")
     lines.append("```")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Sans-IO HTTP/1.1: parser, framing, serialisation, header tables and the state table.
+"""Sans-IO HTTP/1.1: parser, framing, serialisation, header tables, the state table
+and the server-side protocol object.
 
 Imports no socket, selectors or loop module (tests/http/test_sans_io.py checks it).
 """
@@ -14,21 +15,26 @@ from .serialize import (
     serialize_request,
     status_line,
 )
-from .state import TRANSITIONS, ConnState, HookState, check_transition
+from .protocol import ProtocolContext, ServerProtocol
+from .state import HOOKS, TRANSITIONS, ConnEvent, ConnState, HookState, check_transition
 
 __all__ = [
     "BODY_CHUNKED",
     "BODY_LENGTH",
     "BODY_NONE",
+    "HOOKS",
     "TRANSITIONS",
     "ChunkedDecoder",
+    "ConnEvent",
     "ConnState",
     "DateCache",
     "Headers",
     "HookState",
     "Limits",
+    "ProtocolContext",
     "RequestHead",
     "RequestParser",
+    "ServerProtocol",
     "check_transition",
     "encode_chunk",
     "encode_fields",

@@ -90,6 +90,7 @@ def test_importing_reactor_http_loads_no_io_module() -> None:
         "reactor.http.headers",
         "reactor.http.limits",
         "reactor.http.parser",
+        "reactor.http.protocol",
         "reactor.http.serialize",
         "reactor.http.state",
     }

@@ -34,7 +34,7 @@ def test_b1_hands_over_the_accepted_socket(serve: Any) -> None:
     seen: dict[str, Any] = {}
 
     def handler(w: ResponseWriter, r: Request) -> None:
-        fileno = w._conn._sock.fileno()  # type: ignore[union-attr]
+        fileno = w._channel._sock.fileno()  # type: ignore[union-attr]
         sock, _pair = w.hijack()
         seen["same_fd"] = sock.fileno() == fileno
         seen["type"] = type(sock)
@@ -58,7 +58,7 @@ def test_pair_is_the_connections_own_reader_and_writer(serve: Any) -> None:
     seen: dict[str, Any] = {}
 
     def handler(w: ResponseWriter, r: Request) -> None:
-        conn = w._conn
+        conn = w._channel
         assert conn is not None
         reader, writer = conn._reader, conn._writer
         sock, pair = w.hijack()

@@ -122,14 +122,14 @@ def test_pipelined_burst_is_one_send(serve: Any, monkeypatch: Any) -> None:
     from reactor import buffers
 
     sends: list[int] = []
-    real = buffers.Writer._send_some
+    real = buffers.Writer.send_some
 
     def counting(self: buffers.Writer) -> int:
-        if self._buf:
-            sends.append(len(self._buf))
+        if self.buf:
+            sends.append(len(self.buf))
         return real(self)
 
-    monkeypatch.setattr(buffers.Writer, "_send_some", counting)
+    monkeypatch.setattr(buffers.Writer, "send_some", counting)
     srv = serve(hello)
     with srv.connect() as s:
         s.sendall(raw_request() * 10)
@@ -555,7 +555,7 @@ def test_read_ahead_is_capped_while_a_handler_runs(serve: Any) -> None:
         if r.path == "/slow":
             while not release.is_set():
                 await srv.loop.sleep(0.01)
-            conn = w._conn
+            conn = w._channel
             assert conn is not None
             seen.append((conn._reading, conn._reader.buffered()))
         w.write(b"ok")
@@ -631,7 +631,7 @@ def test_drain_waits_while_body_bytes_arrive(serve: Any) -> None:
         while data := await r.body.read(65536):
             w.write(data)
             await w.drain()
-            conn = w._conn
+            conn = w._channel
             assert conn is not None
             peak.append(conn._writer.buffered())
 

@@ -39,7 +39,7 @@ def remind(w: ResponseWriter) -> None:
 
 
 def reminder(w: ResponseWriter, r: Request) -> None:
-    conn = w._conn
+    conn = w._channel
     assert conn is not None
     conn._loop.call_later(3600, remind, w)
     w.write(b"later")

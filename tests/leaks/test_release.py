@@ -31,7 +31,7 @@ class Tracker:
         self.lock = threading.Lock()
 
     def track(self, w: ResponseWriter, r: Request) -> None:
-        conn = w._conn
+        conn = w._channel
         assert conn is not None
         # The parser, timer handle and buffers are owned by the connection alone; the loop's
         # side (timers, fds) is checked by ``check_released``.
@@ -238,7 +238,7 @@ def test_async_handler_hijack(serve: Any, no_gc: None, stream: bool) -> None:
     def make(tracker: Tracker) -> Any:
         async def handler(w: ResponseWriter, r: Request) -> None:
             tracker.track(w, r)
-            await w._conn._loop.sleep(0.01)  # type: ignore[union-attr]
+            await w._channel._loop.sleep(0.01)  # type: ignore[union-attr]
             sock, pair = w.hijack()
             pair.writer.write(b"bye")
             sock.setblocking(True)
@@ -259,7 +259,7 @@ def test_async_handler_raising_after_hijack(serve: Any, no_gc: None, caplog: Any
     def make(tracker: Tracker) -> Any:
         async def handler(w: ResponseWriter, r: Request) -> None:
             tracker.track(w, r)
-            await w._conn._loop.sleep(0)  # type: ignore[union-attr]
+            await w._channel._loop.sleep(0)  # type: ignore[union-attr]
             sock, _pair = w.hijack()
             sock.close()
             raise ValueError("async after hijack")

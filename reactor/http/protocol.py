@@ -1,0 +1,405 @@
+"""ServerProtocol: the server side of one HTTP/1.1 connection, without sockets. Sans-IO.
+
+Owns a connection's HTTP state (ConnState, changed only through the (state, event) table in
+state.py by ``apply``), keep-alive (Go's shouldReuseConnection), ``Expect: 100-continue``,
+the decision of what a head means (dispatch now, wait for the body, reject), response
+framing (Content-Length, chunked or close-delimited; no body for HEAD, 1xx, 204 and 304) and
+the bytes of rejections. Bytes and decisions in, bytes and decisions out: it reads a receive
+buffer it is given (``buf[pos:]`` held, ``consume(n)``), returns events and bytes, and never
+touches a socket, a selector, a loop or a clock. The glue (reactor/connection.py) applies
+every event it returns with ``apply``, in one place.
+
+Tests: tests/http/test_protocol.py (socketless, in the style of h11's test_connection.py).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..errors import ProtocolError
+from .headers import Headers
+from .limits import Limits
+from .parser import BODY_CHUNKED, BODY_LENGTH, BODY_NONE, ChunkedDecoder, RequestHead, RequestParser
+from .serialize import encode_fields, reason_phrase, status_line
+from .state import TRANSITIONS, ConnEvent, ConnState, InvalidTransition
+
+__all__ = [
+    "CONTINUE",
+    "FRAMING_CHUNKED",
+    "FRAMING_CLOSE",
+    "FRAMING_LENGTH",
+    "FRAMING_NONE",
+    "ProtocolContext",
+    "ReceiveBuffer",
+    "ServerProtocol",
+]
+
+NEW = ConnState.NEW
+IDLE = ConnState.IDLE
+READING_HEAD = ConnState.READING_HEAD
+READING_BODY = ConnState.READING_BODY
+HANDLING = ConnState.HANDLING
+
+HEAD_START = ConnEvent.HEAD_START
+WAIT_BODY = ConnEvent.WAIT_BODY
+DISPATCH = ConnEvent.DISPATCH
+RESPONSE_DONE = ConnEvent.RESPONSE_DONE
+END = ConnEvent.END
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# Response body framing, decided once per response (0: not decided yet).
+FRAMING_LENGTH = 1  # Content-Length
+FRAMING_CHUNKED = 2  # Transfer-Encoding: chunked (HTTP/1.1)
+FRAMING_CLOSE = 3  # the body ends when the connection closes (HTTP/1.0, unknown length)
+FRAMING_NONE = 4  # no body: 1xx, 204, 304
+
+_BODYLESS = frozenset({204, 304})
+# Fields whose presence changes what the server adds or how it frames the body.
+_HEAD_FIELDS = frozenset({"content-length", "transfer-encoding", "date", "server", "connection"})
+# Encoded "Name: value\r\n" lines of fields seen before; bounded, cleared when full.
+_FIELD_LINES: dict[tuple[str, str], bytes] = {}
+_FIELD_LINES_MAX = 512
+# Fields whose values differ from one response to the next: caching them would only churn the
+# cache (and keep cookies in a module-level dict).
+_VOLATILE_FIELDS = frozenset(
+    {
+        "set-cookie",
+        "content-length",
+        "content-range",
+        "etag",
+        "last-modified",
+        "location",
+        "expires",
+        "date",
+    }
+)
+_STATUS_LINES_11: dict[int, bytes] = {}
+
+
+class ReceiveBuffer(Protocol):
+    """What the protocol reads requests from (reactor.buffers.Reader is one): the held bytes
+    are ``buf[pos:]``; ``consume(n)`` drops the first ``n`` of them."""
+
+    buf: bytes | bytearray
+    pos: int
+
+    def consume(self, n: int) -> None: ...
+
+
+class ProtocolContext:
+    """What every connection of one server shares: the limits, whether handlers stream, a
+    parser for complete heads, and whether connections may still be reused (not after
+    shutdown has begun)."""
+
+    __slots__ = ("limits", "parser", "reuse", "streaming")
+
+    def __init__(self, limits: Limits | None = None, streaming: bool = False) -> None:
+        self.limits = limits if limits is not None else Limits()
+        self.streaming = streaming
+        self.reuse = True
+        # Parses every complete head; only its fast path is used across connections (a
+        # connection whose head arrives in pieces gets a parser of its own).
+        self.parser = RequestParser(self.limits)
+
+
+class ServerProtocol:
+    """The HTTP/1.1 state of one connection. ``state`` changes only in ``apply``."""
+
+    # Every idle connection pays for each slot (the per-response counters live on the
+    # response object, which exists only while a request runs).
+    __slots__ = (
+        "body_scan",
+        "context",
+        "continue_pending",
+        "head",
+        "keep_alive",
+        "linger",
+        "parser",
+        "scan_pos",
+        "state",
+    )
+
+    def __init__(self, context: ProtocolContext) -> None:
+        self.context = context
+        self.state = NEW
+        self.keep_alive = True
+        # Whether a "100 Continue" is owed before the body is read (take_continue()).
+        self.continue_pending = False
+        # Whether to read and discard after the last output even if no input is held: an
+        # error response can leave the client sending (Go's rstAvoidanceDelay).
+        self.linger = False
+        # The head whose body a buffering handler waits for, and the chunked scan over it.
+        self.head: RequestHead | None = None
+        self.body_scan: ChunkedDecoder | None = None
+        self.scan_pos = 0
+        # None while no partial head is pending: see ProtocolContext.parser.
+        self.parser: RequestParser | None = None
+
+    def __repr__(self) -> str:
+        return f"<ServerProtocol {self.state.name} keep_alive={self.keep_alive}>"
+
+    # -- the one place the state changes ---------------------------------------------------
+
+    def apply(self, event: ConnEvent) -> ConnState:
+        """Move to the state the table gives for ``event``; InvalidTransition if none."""
+        new = TRANSITIONS.get((self.state, event))
+        if new is None:
+            raise InvalidTransition(
+                f"invalid connection state transition: {event.name} in {self.state.name}"
+            )
+        self.state = new
+        return new
+
+    # -- requests in -----------------------------------------------------------------------
+
+    def receive(self, buf: ReceiveBuffer) -> ConnEvent | None:
+        """Look at the held bytes: return the event they make (HEAD_START, WAIT_BODY,
+        DISPATCH; ``self.head`` is the request for the last two), or None if more bytes are
+        needed. A complete head is consumed; a body is not (the handler reads it). Raises
+        ProtocolError (with the status to answer) for a bad request."""
+        state = self.state
+        if state is READING_BODY:
+            return DISPATCH if self._body_arrived(buf) else None
+        if state is not NEW and state is not IDLE and state is not READING_HEAD:
+            return None
+        parser = self.parser
+        context = self.context
+        try:
+            if parser is None:
+                parsed = context.parser.parse(buf.buf, buf.pos)
+                if parsed is None and len(buf.buf) > buf.pos:
+                    # A partial head: from now on this connection remembers how far it
+                    # searched, in a parser of its own.
+                    context.parser.reset()
+                    parser = self.parser = RequestParser(context.limits)
+                    parsed = parser.parse(buf.buf, buf.pos)
+            else:
+                parsed = parser.parse(buf.buf, buf.pos)
+                if parsed is not None:
+                    self.parser = None
+        except ProtocolError:
+            self.parser = None
+            context.parser.reset()
+            raise
+        if parsed is None:
+            if state is not READING_HEAD and len(buf.buf) > buf.pos:
+                return HEAD_START
+            return None
+        head, end = parsed
+        buf.consume(end - buf.pos)
+        return self._start_request(head, buf)
+
+    def _start_request(self, head: RequestHead, buf: ReceiveBuffer) -> ConnEvent:
+        self.head = head
+        if not head.keep_alive or not self.context.reuse:
+            self.keep_alive = False
+        expect = head.expect
+        if expect is not None and expect != "100-continue":
+            raise ProtocolError(f"unsupported Expect {expect!r}", status=417)
+        framing = head.body_framing
+        # A 100 Continue is owed to an HTTP/1.1 client that asked and has a body to send.
+        self.continue_pending = (
+            expect is not None and framing != BODY_NONE and head.version == "HTTP/1.1"
+        )
+        if framing == BODY_NONE or self.context.streaming:
+            return DISPATCH
+        if framing == BODY_CHUNKED:
+            self.body_scan = ChunkedDecoder(self.context.limits)
+        if self._body_arrived(buf):
+            self.continue_pending = False
+            return DISPATCH
+        return WAIT_BODY
+
+    def _body_arrived(self, buf: ReceiveBuffer) -> bool:
+        """Whether the whole body of the current head is held (it is not consumed)."""
+        head = self.head
+        assert head is not None
+        held = len(buf.buf) - buf.pos
+        if head.body_framing == BODY_LENGTH:
+            return held >= head.content_length
+        scan = self.body_scan
+        assert scan is not None
+        # The scan position is relative to the start of the body, which does not move while
+        # we wait (nothing consumes the buffer until the handler runs).
+        pos = buf.pos
+        self.scan_pos = scan.feed(buf.buf, pos + self.scan_pos, pos + held) - pos
+        return scan.done
+
+    def take_request(self) -> RequestHead:
+        """The head being dispatched (after DISPATCH), forgetting it and its body scan."""
+        head = self.head
+        assert head is not None
+        self.head = None
+        self.body_scan = None
+        self.scan_pos = 0
+        return head
+
+    def take_continue(self) -> bytes:
+        """The ``100 Continue`` owed before the body is read, once; else ``b""``."""
+        if self.continue_pending:
+            self.continue_pending = False
+            return CONTINUE
+        return b""
+
+    def peer_closed(self) -> None:
+        """The client sent EOF: no request will follow (held complete ones still count)."""
+        self.keep_alive = False
+
+    def stop_reuse(self) -> None:
+        """This connection serves no request after the current one (shutdown, a hijack
+        refused...)."""
+        self.keep_alive = False
+
+    # -- responses out ---------------------------------------------------------------------
+
+    def response_head(
+        self,
+        status: int,
+        headers: Headers,
+        version: str,
+        body_size: int,
+        final: bool,
+        defaults: tuple[bytes, bytes],
+    ) -> tuple[int, int, list[bytes]]:
+        """Decide the framing of a response, once: returns ``(framing, declared length or
+        -1, parts of the head)``; ``b"".join(parts)`` is the head.
+
+        ``body_size`` bytes are written already; ``final``: the handler returned, so they are
+        the whole body. ``defaults``: the ``Date`` and ``Server`` lines to add unless the
+        handler set them. ValueError for a bad field or a body over a declared length."""
+        bodyless = status < 200 or status in _BODYLESS
+        # One pass over the handler's fields: what the framing depends on, and the encoded
+        # lines (cached per (name, value): most responses repeat the same fields).
+        has_date = has_server = has_connection = False
+        declared = -1
+        lines: list[bytes] = []
+        cache = _FIELD_LINES
+        keep_alive = self.keep_alive
+        for item in headers:
+            lname = item[0].lower()
+            if lname in _HEAD_FIELDS:
+                if lname == "content-length":
+                    if bodyless and status != 304:
+                        continue
+                    if declared < 0:
+                        declared = _parse_length(item[1])
+                elif lname == "transfer-encoding":
+                    continue  # the framing is ours to decide; a handler's value is replaced
+                elif lname == "date":
+                    has_date = True
+                elif lname == "server":
+                    has_server = True
+                else:  # connection
+                    has_connection = True
+                    if "close" in item[1].lower():
+                        keep_alive = False  # the handler ends the connection
+            line = cache.get(item)
+            if line is None:
+                line = _encode_field(item, lname)
+            lines.append(line)
+        tail = b""
+        if bodyless:
+            framing = FRAMING_NONE
+        elif declared >= 0:
+            if declared < body_size:
+                raise ValueError(
+                    f"body of {body_size} bytes exceeds the declared Content-Length {declared}"
+                )
+            framing = FRAMING_LENGTH
+        elif final:
+            framing = FRAMING_LENGTH
+            tail = b"Content-Length: %d\r\n" % body_size
+        elif version == "HTTP/1.1":
+            framing = FRAMING_CHUNKED
+            tail = b"Transfer-Encoding: chunked\r\n"
+        else:
+            framing = FRAMING_CLOSE
+            keep_alive = False
+        if status != 101:
+            if not keep_alive:
+                self.keep_alive = False
+                if not has_connection or version == "HTTP/1.1":
+                    if has_connection:
+                        lines = [ln for ln in lines if ln[:11].lower() != b"connection:"]
+                    tail += b"Connection: close\r\n"
+            elif version == "HTTP/1.0" and not has_connection:
+                tail += b"Connection: keep-alive\r\n"
+        line = _STATUS_LINES_11.get(status)
+        if line is None:
+            line = _STATUS_LINES_11[status] = status_line(status, "HTTP/1.1")
+        parts = [
+            line,
+            b"" if has_date else defaults[0],
+            b"" if has_server else defaults[1],
+            *lines,
+            tail,
+            b"\r\n",
+        ]
+        return framing, declared, parts
+
+    def response_end(self, body_complete: bool) -> ConnEvent:
+        """The response is sent and the request's body was read (``body_complete``) or not:
+        RESPONSE_DONE if the connection may serve another request, else END (Go's
+        shouldReuseConnection)."""
+        if body_complete and self.keep_alive:
+            return RESPONSE_DONE
+        self.keep_alive = False
+        return END
+
+    def error_response(self, status: int, text: str, head_only: bool = False) -> bytes:
+        """A complete plain-text error response that ends the connection (rejections and
+        timeouts). ``head_only``: the request was HEAD, so the body is left out (its length is
+        still announced, RFC 9110 section 9.3.2)."""
+        body = text.encode("utf-8", "replace") + b"\n"
+        head = status_line(status) + encode_fields(
+            (
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+            )
+        )
+        self.keep_alive = False
+        self.linger = True
+        self.head = None
+        self.body_scan = None
+        self.continue_pending = False
+        return head + b"\r\n" + (b"" if head_only else body)
+
+    def rejection(self, error: ProtocolError, buf: ReceiveBuffer | None = None) -> bytes:
+        """The error response to a bad request (``error.status``, its reason), bodiless if
+        the request is a HEAD: the head being handled says so, or else the held bytes the
+        error was found in begin with one."""
+        status = error.status
+        head = self.head
+        if head is not None:
+            head_only = head.method == "HEAD"
+        elif buf is not None:
+            start = bytes(buf.buf[buf.pos : buf.pos + 64]).lstrip(b"\r\n")
+            head_only = start.startswith(b"HEAD ")
+        else:
+            head_only = False
+        return self.error_response(status, f"{status} {reason_phrase(status)}: {error}", head_only)
+
+
+def frame_body(framing: int, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
+    """The pieces that carry ``data`` (non-empty) in a body of the given framing."""
+    if framing == FRAMING_CHUNKED:
+        return (b"%x\r\n" % len(data), bytes(data), b"\r\n")
+    return (bytes(data),)
+
+
+def _encode_field(item: tuple[str, str], lname: str) -> bytes:
+    line = encode_fields((item,))
+    if lname not in _VOLATILE_FIELDS:
+        if len(_FIELD_LINES) >= _FIELD_LINES_MAX:
+            _FIELD_LINES.clear()
+        _FIELD_LINES[item] = line
+    return line
+
+
+def _parse_length(value: str) -> int:
+    value = value.strip()
+    if not value.isdigit():
+        raise ValueError(f"invalid Content-Length header {value!r}")
+    return int(value)
