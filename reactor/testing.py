@@ -8,8 +8,8 @@ write to a socket themselves); ``FakeClock`` drives the loop's timers without sl
 ``run_until`` turns a loop with ``run_once`` until a condition holds. Must not send anything
 but to the address it is given. Documented in docs/embedding.md ("Testing handlers").
 
-``reactor leakcheck``'s client (reactor/leakcheck/client.py) builds its requests with
-``raw_request`` and waits with ``run_until``: one implementation for both.
+``reactor leakcheck``'s client (reactor/leakcheck/client.py) waits with ``run_until`` and
+uses ``FakeClock``; its request bytes are those of ``raw_request``.
 
 Tests: tests/test_testing.py and every integration test (they use these helpers).
 """

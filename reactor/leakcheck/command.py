@@ -151,8 +151,6 @@ def run_from_args(args: argparse.Namespace) -> int:
                     body = f.read()
             except OSError as exc:
                 return _usage_error(f"cannot read --body-file: {exc}")
-        if not (args.method.isascii() and args.path.isascii()):
-            return _usage_error("--method and --path must be ASCII (percent-encode the path)")
         path = args.path if args.path.startswith("/") else "/" + args.path
         options.handler = loaded
         options.target = Target(args.method.upper(), path, body)

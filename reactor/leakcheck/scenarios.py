@@ -123,7 +123,7 @@ def _reset_in_head(h: Harness, c: ClientConn) -> None:
 
 
 def _reset_in_body(h: Harness, c: ClientConn) -> None:
-    c.send(build_request("POST", "/echo", [("Content-Length", "4096")]) + b"part")
+    c.send(build_request("POST", "/echo", [("Content-Length", "4096")], length=False) + b"part")
     _pump_a_little(h)
     c.reset()
 
@@ -347,7 +347,9 @@ SCENARIOS: dict[str, Scenario] = {
             "status-413",
             "a Content-Length over max_body_size (1 KiB here): 413 and close",
             _one_per_connection(
-                _rejected(build_request("POST", "/echo", [("Content-Length", "4096")]), 413)
+                _rejected(
+                    build_request("POST", "/echo", [("Content-Length", "4096")], length=False), 413
+                )
             ),
             config=_SMALL_LIMITS,
         ),
