@@ -7,16 +7,20 @@ reads (``read``, ``readexactly``, ``readline``), buffered writes with backpressu
 ``BufferPair``: the bytes the server had read past the request are held in the reader and
 always come first (HIJACK-SPEC B3, B5); bytes the server had buffered in the writer go out
 before anything written here (B7). Must not know HTTP, and must not touch the server or the
-connection: only the loop, the socket and the pair. Tests: tests/test_stream.py.
+connection: only the loop, the socket and the pair. The socket work itself (read interest,
+receiving, sending on writability, ``shutdown``, close) is the one Transport's
+(reactor/transport.py); this module adds the waiting, the flow control and the protocol form
+on top of its events. Tests: tests/test_stream.py.
 
-Reading is demand-driven: the socket is registered with ``loop.add_reader`` only while a
-coroutine waits for bytes, or while a protocol is set and not paused. When nobody reads,
-nothing is received, the kernel's buffer fills and TCP flow control slows the peer down.
+Reading is demand-driven: the socket is registered for reading only while a coroutine waits
+for bytes, or while a protocol is set and not paused; after a chunk has come for a waiting
+coroutine, reading stops again. When nobody reads, nothing is received, the kernel's buffer
+fills and TCP flow control slows the peer down.
 
 References: while a read, a write or a protocol is pending, the loop's registration holds the
-stream (loop -> selector key -> bound method -> stream), which is what keeps it alive. After
-``close()`` the loop holds nothing of it (the fd is removed, the queued protocol start is
-cancelled, waiters are failed and dropped, the protocol callbacks are let go), so reference
+stream (loop -> selector key -> callback arguments -> stream), which is what keeps it alive.
+After ``close()`` the loop holds nothing of it (the fd is removed, the queued protocol start
+is cancelled, waiters are failed and dropped, the protocol callbacks are let go), so reference
 counting frees it with no help from the cyclic collector. For the same reason the futures
 that waiting coroutines await are only ever resolved with a result, never an exception: the
 coroutine wakes, looks at the stream's state and raises itself. An exception stored in a future
@@ -28,31 +32,20 @@ stream, until the cyclic collector runs.
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable
 
-from .buffers import RECV_SIZE, BufferPair
+from .buffers import BufferPair
 from .errors import BrokenConnectionError, ConnectionClosedError, LimitExceeded
 from .loop.base import Loop
 from .loop.futures import Future
 from .loop.handles import Handle
+from .transport import Transport
 
 __all__ = ["IncompleteReadError", "LineTooLongError", "Stream", "StreamClosed"]
 
 DEFAULT_HIGH_WATER = 64 * 1024
 DEFAULT_LOW_WATER = 16 * 1024
 DEFAULT_LINE_LIMIT = 64 * 1024
-
-
-_local = threading.local()
-
-
-def _scratch() -> memoryview:
-    """This thread's receive buffer (a loop runs in one thread; several loops may not)."""
-    view: memoryview | None = getattr(_local, "view", None)
-    if view is None:
-        view = _local.view = memoryview(bytearray(RECV_SIZE))
-    return view
 
 
 class StreamClosed(ConnectionClosedError):
@@ -81,7 +74,7 @@ class LineTooLongError(LimitExceeded):
     """``readline(limit)`` found no ``\\n`` within ``limit`` bytes. The bytes stay held."""
 
 
-class Stream:
+class Stream(Transport):
     """A socket and its ``BufferPair`` driven by ``loop``.
 
     ``high_water``/``low_water``: ``await drain()`` returns at once while at most
@@ -95,23 +88,16 @@ class Stream:
         "_broken",
         "_closed",
         "_drain_waiter",
-        "_eof",
         "_eof_pending",
         "_fd",
         "_flush_waiter",
         "_high_water",
-        "_loop",
         "_low_water",
         "_on_data",
         "_on_eof",
         "_paused",
         "_read_waiter",
-        "_reader",
-        "_reading",
-        "_sock",
         "_start_handle",
-        "_writer",
-        "_writing",
     )
 
     def __init__(
@@ -127,23 +113,17 @@ class Stream:
             raise ValueError(
                 f"low_water ({low_water}) must be between 0 and high_water ({high_water})"
             )
-        self._loop = loop
-        self._sock = sock
-        # Cached: registrations are keyed by the number, and sock.fileno() is -1 once the
-        # socket is closed, which would make remove_fd miss the registration.
+        Transport.__init__(self, loop, sock, pair)
+        # The number, kept: sock.fileno() is -1 once a user closed the socket under the
+        # stream, and the loop's registrations are keyed by the number (_forget_closed_socket).
         self._fd = sock.fileno()
-        self._reader = pair.reader
-        self._writer = pair.writer
         self._high_water = high_water
         self._low_water = low_water
         self._read_waiter: Future[None] | None = None
         self._drain_waiter: Future[None] | None = None
         self._flush_waiter: Future[None] | None = None
         self._eof_pending = False
-        self._eof = False
         self._closed = False
-        self._reading = False
-        self._writing = False
         self._broken: BrokenConnectionError | None = None
         self._on_data: Callable[[bytes], object] | None = None
         self._on_eof: Callable[[], object] | None = None
@@ -151,7 +131,10 @@ class Stream:
         self._start_handle: Handle | None = None
         sock.setblocking(False)
         if self._writer.buffered():  # output the server had not sent yet goes first (B7)
-            self._start_writing()
+            try:
+                self.flush_output()
+            except OSError as exc:  # the peer is gone: write() and drain() will say so
+                self._set_broken(exc)
 
     # -- properties ----------------------------------------------------------------------
 
@@ -192,13 +175,13 @@ class Stream:
                 await self._wait_data()
             if not reader.buffered():
                 self._raise_if_broken()
-            return reader._take(-1)
+            return reader.take(-1)
         while not reader.buffered():
             if self._eof:
                 self._raise_if_broken()
                 return b""
             await self._wait_data()
-        return reader._take(n)
+        return reader.take(n)
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; IncompleteReadError (with the partial bytes) if the stream
@@ -209,10 +192,10 @@ class Stream:
         reader = self._reader
         while reader.buffered() < n:
             if self._eof:
-                error = IncompleteReadError(reader._take(-1), n)
+                error = IncompleteReadError(reader.take(-1), n)
                 raise error from self._broken
             await self._wait_data()
-        return reader._take(n)
+        return reader.take(n)
 
     async def readline(self, limit: int = DEFAULT_LINE_LIMIT) -> bytes:
         """Bytes through the next ``b"\\n"`` (included); at EOF, what is left (maybe ``b""``).
@@ -224,14 +207,14 @@ class Stream:
         reader = self._reader
         searched = 0  # bytes already searched, relative to the reader's position
         while True:
-            # Reader internals: reading its buffer in place avoids a copy per search.
-            buf = reader._buf
-            pos = reader._pos
+            # The reader's buffer, searched in place: no copy per search.
+            buf = reader.buf
+            pos = reader.pos
             held = len(buf) - pos
             end = held if limit < 0 else min(held, limit)
             nl = buf.find(b"\n", pos + searched, pos + end)
             if nl >= 0:
-                return reader._take(nl + 1 - pos)
+                return reader.take(nl + 1 - pos)
             searched = end
             if 0 <= limit <= held:
                 raise LineTooLongError(
@@ -241,7 +224,7 @@ class Stream:
             if self._eof:
                 if not held:
                     self._raise_if_broken()
-                return reader._take(-1)
+                return reader.take(-1)
             await self._wait_data()
 
     def _check_readable(self) -> None:
@@ -263,47 +246,44 @@ class Stream:
             raise RuntimeError("another task is already waiting to read this stream")
         fut: Future[None] = self._loop.create_future()
         self._read_waiter = fut
-        self._start_reading()
+        self.start_reading()
         return fut
 
-    # -- the loop's callbacks --------------------------------------------------------------
+    # -- the transport's events -------------------------------------------------------------
 
-    def _start_reading(self) -> None:
-        if not self._reading:
-            self._loop.add_reader(self._fd, self._on_readable)
-            self._reading = True
-
-    def _stop_reading(self) -> None:
-        if self._reading:
-            self._reading = False
-            self._loop.remove_reader(self._fd)
-
-    def _on_readable(self) -> None:
-        try:
-            # recv_into a per-thread scratch buffer and copy what came: recv(RECV_SIZE)
-            # would allocate the full 64 KiB for every read.
-            scratch = _scratch()
-            data = scratch[: self._sock.recv_into(scratch)].tobytes()
-        except (BlockingIOError, InterruptedError):
-            return  # spurious wakeup: nothing there after all
-        except OSError as exc:  # ECONNRESET and friends: the peer broke it
-            self._set_broken(exc)
-            data = b""
+    def _data_received(self) -> None:
         on_data = self._on_data
-        if on_data is not None:
-            if data:
-                on_data(data)
-            else:
-                self._eof = True
-                self._stop_reading()
-                self._deliver_eof()
+        if on_data is not None and not self._paused and self._start_handle is None:
+            on_data(self._reader.take(-1))  # the reader held nothing before this chunk
             return
-        if data:
-            self._reader._feed(data)
-        else:
-            self._eof = True
-        # One chunk per wait: nobody may want more, and not reading is the flow control.
-        self._stop_reading()
+        # One chunk per wait: nobody may want more, and not reading is the flow control. (A
+        # protocol not started yet, or paused, gets the bytes held, in order, when it starts.)
+        self.stop_reading()
+        self._wake_reader()
+
+    def _eof_received(self, error: OSError | None) -> None:
+        if error is not None:
+            self._set_broken(error)
+        if self._on_data is None:
+            self._wake_reader()
+        elif not self._paused and self._start_handle is None:
+            self._deliver_eof()
+        # else: the protocol's (re)start delivers the held bytes, then the EOF
+
+    def _write_progress(self, remaining: int, progressed: bool) -> None:
+        if remaining <= self._low_water:
+            self._wake_drain()
+        if not remaining:
+            self._wake_flush()
+            if self._eof_pending:
+                self._shutdown_write()
+
+    def _write_failed(self, error: OSError) -> None:
+        self._set_broken(error)
+        self._wake_drain()
+        self._wake_flush()
+
+    def _wake_reader(self) -> None:
         waiter = self._read_waiter
         self._read_waiter = None
         if waiter is not None and not waiter.done():
@@ -334,12 +314,10 @@ class Stream:
         if self._writing:
             return  # bytes are already waiting; these go after them
         try:
-            remaining = self._writer._send_some()
+            self.flush_output()
         except OSError as exc:  # EPIPE, ECONNRESET: the peer is gone
             self._set_broken(exc)
             raise BrokenConnectionError(f"the connection broke: {exc}") from exc
-        if remaining:
-            self._start_writing()
 
     async def drain(self) -> None:
         """Return at once with at most ``high_water`` bytes buffered, else when the kernel
@@ -389,10 +367,8 @@ class Stream:
             self._shutdown_write()
 
     def _shutdown_write(self) -> None:
-        try:
-            self._sock.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            self._set_broken(exc)
+        if not self.shutdown_write() and self._broken is None:
+            self._broken = BrokenConnectionError("the connection broke: shutdown(SHUT_WR) failed")
 
     async def aclose(self) -> None:
         """Send what is buffered (unless the peer is gone), then close."""
@@ -403,30 +379,6 @@ class Stream:
         except (BrokenConnectionError, StreamClosed):
             pass
         self.close()
-
-    def _start_writing(self) -> None:
-        if not self._writing:
-            self._loop.add_writer(self._fd, self._on_writable)
-            self._writing = True
-
-    def _on_writable(self) -> None:
-        try:
-            remaining = self._writer._send_some()
-        except OSError as exc:  # EPIPE, ECONNRESET: the peer is gone
-            self._set_broken(exc)
-            self._writing = False
-            self._loop.remove_writer(self._fd)
-            self._wake_drain()
-            self._wake_flush()
-            return
-        if remaining <= self._low_water:
-            self._wake_drain()
-        if not remaining:
-            self._writing = False
-            self._loop.remove_writer(self._fd)
-            self._wake_flush()
-            if self._eof_pending:
-                self._shutdown_write()
 
     def _wake_flush(self) -> None:
         waiter = self._flush_waiter
@@ -462,7 +414,10 @@ class Stream:
         """Protocol form: stop delivering data (and stop receiving it) until resumed."""
         self._paused = True
         if self._on_data is not None:
-            self._stop_reading()
+            if self._sock.fileno() < 0:
+                self._forget_closed_socket()
+            else:
+                self.stop_reading()
 
     def resume_reading(self) -> None:
         """Protocol form: deliver again, held bytes first (from the next loop pass)."""
@@ -488,13 +443,13 @@ class Stream:
         if self._closed or self._paused or on_data is None:
             return
         if self._reader.buffered():
-            on_data(self._reader._take(-1))
+            on_data(self._reader.take(-1))
             if self._closed or self._paused:
                 return
         if self._eof:
             self._deliver_eof()
         else:
-            self._start_reading()
+            self.start_reading()
 
     def _deliver_eof(self) -> None:
         on_eof = self._on_eof
@@ -511,26 +466,31 @@ class Stream:
         if self._closed:
             return
         self._closed = True
-        self._loop.remove_fd(self._fd)
-        self._reading = self._writing = False
-        if self._writer.buffered():
+        if self._sock.fileno() < 0:
+            self._forget_closed_socket()
+        elif self._writer.buffered():
             try:
-                self._writer._send_some()  # a last try; what is left is dropped
+                self.send_now()  # a last try; what is left is dropped
             except OSError:
                 pass
-        self._sock.close()
+        self.close_transport()
         handle = self._start_handle
         self._start_handle = None
         if handle is not None:
             handle.cancel()
         self._on_data = None
         self._on_eof = None
-        read_waiter = self._read_waiter
-        self._read_waiter = None
-        if read_waiter is not None and not read_waiter.done():
-            read_waiter.set_result(None)  # it wakes up, sees the stream closed and raises
+        self._wake_reader()  # it wakes up, sees the stream closed and raises
         self._wake_drain()
         self._wake_flush()
+
+    def _forget_closed_socket(self) -> None:
+        # A user closed the socket under the stream: its fileno() is -1 and the loop can no
+        # longer find the registration through it, so it is removed by the number it had.
+        # (While we are registered, that number's registration is ours.)
+        if self._reading or self._writing:
+            self._loop.remove_fd(self._fd)
+            self._reading = self._writing = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("eof" if self._eof else "open")

@@ -20,7 +20,7 @@ import pytest
 
 from reactor.buffers import BufferPair, Reader, Writer
 from reactor.errors import BrokenConnectionError, ConnectionClosedError, LimitExceeded
-from reactor.loop import SelectorLoop
+from reactor.loop import BACKENDS, SelectorLoop, new_loop
 from reactor.stream import IncompleteReadError, LineTooLongError, Stream, StreamClosed
 
 SAFETY = 5.0  # seconds any single loop run may take before the test fails
@@ -53,7 +53,7 @@ def make_stream(
     peers.extend((ours, peer))
     reader = Reader(ours)
     if held:
-        reader._feed(held)  # what a hijack hands over
+        reader.feed(held)  # what a hijack hands over
     stream = Stream(loop, ours, BufferPair(reader, Writer(ours)), **kwargs)
     return stream, peer
 
@@ -499,6 +499,45 @@ def test_close_unregisters_and_fails_waiters(
     assert stream.socket.fileno() == -1
     with pytest.raises(StreamClosed):
         run(loop, stream.read())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_socket_closed_under_the_stream_is_still_unregistered(
+    backend: str, peers: list[socket.socket]
+) -> None:
+    """A user closed ``stream.socket`` (its fileno() is -1 from then on) while the stream was
+    registered: ``close()`` and ``pause_reading()`` still remove the registration."""
+    lp = new_loop(backend)
+    try:
+        stream, _ = make_stream(lp, peers)  # type: ignore[arg-type]
+
+        async def awaiting() -> None:
+            reading = lp.spawn(stream.read())
+            stream.write(b"x" * (8 * 1024 * 1024))  # no one reads the peer: output waits
+            await lp.sleep(0.01)
+            assert lp.registered_fds() == 1  # one fd, reader and writer
+            stream.socket.close()
+            stream.close()
+            assert lp.registered_fds() == 0
+            with pytest.raises(StreamClosed):
+                await reading
+
+        lp.run_until_complete(awaiting())
+
+        stream, _ = make_stream(lp, peers)  # type: ignore[arg-type]
+
+        async def protocol() -> None:
+            stream.set_protocol(lambda data: None)
+            await lp.sleep(0.01)
+            assert stream.is_reading() and lp.registered_fds() == 1
+            stream.socket.close()
+            stream.pause_reading()
+            assert not stream.is_reading() and lp.registered_fds() == 0
+            stream.close()
+
+        lp.run_until_complete(protocol())
+    finally:
+        lp.close()
 
 
 def _assert_freed(ref: weakref.ref[Stream]) -> None:
