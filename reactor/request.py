@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from .channel import Channel
 from .errors import ConnectionClosedError, HijackedError
@@ -120,8 +119,10 @@ class StreamingBody(Body):
 
 
 class Request:
-    """One request: ``method``, ``target``, ``path``, ``query``, ``version``, ``headers``
-    (case-insensitive multi-map in received order), ``remote_addr`` and ``body``."""
+    """One request: ``method``, ``target``, ``path``, ``query``, ``host`` (the authority of an
+    absolute-form target, else the Host header; RFC 9112 section 3.2.2), ``version``,
+    ``headers`` (case-insensitive multi-map in received order), ``remote_addr`` and
+    ``body``."""
 
     __slots__ = (
         "__weakref__",
@@ -131,6 +132,7 @@ class Request:
         "_remote_addr",
         "body",
         "headers",
+        "host",
         "keep_alive",
         "method",
         "path",
@@ -149,18 +151,10 @@ class Request:
         self.keep_alive: bool = head.keep_alive
         self.body = body
         self._remote_addr = remote_addr
-        target = head.target
-        if target[:1] == "/":
-            path, _, query = target.partition("?")
-            if "#" in query:
-                query = query.partition("#")[0]
-        elif target == "*" or head.method == "CONNECT":
-            path, query = target, ""
-        else:
-            parts = urlsplit(target)
-            path, query = parts.path or "/", parts.query
-        self.path = path
-        self.query = query
+        # Split by the parser for every target form (it rejected what does not parse).
+        self.path: str = head.path
+        self.query: str = head.query
+        self.host: str = head.host
         self._channel = channel
         self._disconnected = False
         self._disconnect_callbacks: list[Callable[[], object]] | None = None

@@ -298,7 +298,7 @@ class ResponseWriter:
         if self._head_only or framing == FRAMING_NONE:
             return
         if framing == FRAMING_CHUNKED:
-            channel.write(b"%x\r\n%b\r\n" % (len(data), data))
+            channel.write(b"%x\r\n%b\r\n" % (len(data), bytes(data)))
         else:
             channel.write(data)
 

@@ -3,10 +3,10 @@
 Owns ``make_context`` (a server SSLContext whose sockets report "would block" the way plain
 sockets do), ``TLSHandshake`` (one accepted socket wrapped and handshaken on the loop, bounded
 by a timeout), which ``Server``'s accept path starts when it has an ``ssl_context`` and which
-reports back through callbacks. After the handshake the Connection gets the SSLSocket and never knows:
-``NonBlockingSSLSocket`` turns ``SSLWantReadError``/``SSLWantWriteError`` (subclasses of
-OSError, not of BlockingIOError) into BlockingIOError, which the Connection and the Writer
-already treat as "try again when the loop says so". It must not parse HTTP.
+reports back through callbacks. After the handshake the Connection gets the SSLSocket and
+never knows: ``NonBlockingSSLSocket`` turns ``SSLWantReadError``/``SSLWantWriteError``
+(subclasses of OSError, not of BlockingIOError) into BlockingIOError, which the Connection and
+the Writer already treat as "try again when the loop says so". It must not parse HTTP.
 
 A hijack on a TLS connection hands over the SSLSocket (reads and writes on it are decrypted
 and encrypted) and the pair with the decrypted bytes already read. Tests:

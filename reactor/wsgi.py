@@ -234,6 +234,10 @@ class WSGIHandler:
                 env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
             else:
                 env[key] = value
+        if r.host:
+            # The request's host: an absolute-form target's authority overrides the Host
+            # header (RFC 9112 section 3.2.2).
+            env["HTTP_HOST"] = r.host
         if body and "CONTENT_LENGTH" not in env:
             env["CONTENT_LENGTH"] = str(len(body))  # a chunked body, now whole
         env.update(

@@ -7,6 +7,7 @@ Imports no socket, selectors or loop module (tests/http/test_sans_io.py checks i
 from .headers import Headers
 from .limits import Limits
 from .parser import BODY_CHUNKED, BODY_LENGTH, BODY_NONE, ChunkedDecoder, RequestHead, RequestParser
+from .protocol import ProtocolContext, ServerProtocol
 from .serialize import (
     DateCache,
     encode_chunk,
@@ -15,7 +16,6 @@ from .serialize import (
     serialize_request,
     status_line,
 )
-from .protocol import ProtocolContext, ServerProtocol
 from .state import HOOKS, TRANSITIONS, ConnEvent, ConnState, HookState, check_transition
 
 __all__ = [

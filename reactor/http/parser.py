@@ -469,7 +469,9 @@ def _split_target(method: str, target: str) -> tuple[str, str, str | None]:
             or not m.group(1)
             or not m.group(2)
             or not _ip_literal_ok(m.group(1))
-            or not _port_ok(m.group(2))
+            # At most five digits; whether the port is in range is the handler's to judge
+            # (a CONNECT proxy answers a port it will not reach itself).
+            or len(m.group(2)) > 5
         ):
             raise ProtocolError(
                 f"CONNECT needs an authority-form target, got {_show(target.encode('ascii'))}"

@@ -119,6 +119,4 @@ def next_state(current: ConnState, event: ConnEvent) -> ConnState:
 def check_transition(current: ConnState, new: ConnState) -> None:
     """Raise unless some event leads from ``current`` to ``new``."""
     if not any(s is current and t is new for (s, _), t in TRANSITIONS.items()):
-        raise InvalidTransition(
-            f"invalid connection state transition {current.name} -> {new.name}"
-        )
+        raise InvalidTransition(f"invalid connection state transition {current.name} -> {new.name}")
