@@ -308,12 +308,14 @@ class Connection(Transport):
         if not self._writing:  # pending output keeps its write timeout
             self._timeout_kind = _NO_TIMEOUT
         server = self._server
+        # The response first: should building the request fail, the client is still owed
+        # an answer, and _internal_error finds one with nothing sent.
+        response = ResponseWriter(self, head.version, head.method == "HEAD")
+        self._response = response
         body_cls = StreamingBody if server.protocol_context.streaming else Body
         body = body_cls(self, head.body_framing, head.content_length)
         request = Request(head, body, None, self)
-        response = ResponseWriter(self, head.version, head.method == "HEAD")
         self._request = request
-        self._response = response
         try:
             result = server.handler(response, request)
         except Exception as exc:
@@ -634,10 +636,16 @@ class Connection(Transport):
         if state is CLOSED or state is HIJACKED:
             return
         response = self._response
-        head_sent = response is not None and response.head_sent
+        # Nothing of an answer sent yet: between requests, or a response whose head is not
+        # out. A HANDLING connection without a response is finishing one: abort then.
+        unanswered = (
+            response is not None and not response.head_sent
+            if state is HANDLING
+            else state is not CLOSING and state is not LINGERING and state is not DRAINING
+        )
         self._detach_exchange()
         try:
-            if head_sent or state is CLOSING or state is LINGERING:
+            if not unanswered:
                 self._abort()
                 return
             self._writer.write(self._proto.error_response(500, "500 Internal Server Error"))

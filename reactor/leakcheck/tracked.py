@@ -97,19 +97,19 @@ class Baseline:
     fd_numbers: set[int]
 
 
-# -- inside the loop (no public accessor yet) ---------------------------------------------
+# -- inside the loop ---------------------------------------------
 
 
 def registrations(loop: SelectorLoop) -> dict[int, FdEntry | None]:
     """Every fd the loop's selector watches (the waker's entry is None), by number."""
-    return {key.fd: key.data for key in loop._selector.get_map().values()}
+    return loop.registrations()
 
 
 def armed_timers(loop: SelectorLoop) -> list[TimerHandle]:
     """The timers in the loop's heap that are still armed (cancelled ones hold nothing)."""
-    return [t for t in loop._timers if t.callback is not None]
+    return loop.armed_timers()
 
 
 def timer_loop(timer: TimerHandle) -> Any:
     """The loop an armed timer belongs to (None once it is cancelled)."""
-    return timer._loop
+    return timer.owner

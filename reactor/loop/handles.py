@@ -99,11 +99,6 @@ class TimerHandle(Handle):
         if fut.cancelled():
             self.cancel()
 
-    @property
-    def _loop(self) -> TimerOwner | None:
-        # The name reactor/leakcheck.py still reads; ``owner`` is the attribute.
-        return self.owner
-
 
 # Compact a timer heap when more than this many entries are cancelled and they are more than
 # half of it (CPython base_events uses the same two conditions). Both backends use it.
@@ -199,6 +194,10 @@ class TimerHeapMixin:
     def pending_timers(self) -> int:
         """Timers that are armed and not cancelled."""
         return sum(1 for t in self._timers if t.callback is not None)
+
+    def armed_timers(self) -> list[TimerHandle]:
+        """The timers that are armed and not cancelled (for leak diagnosis)."""
+        return [t for t in self._timers if t.callback is not None]
 
 
 def _set_result_unless_done(fut: Future[Any], result: Any) -> None:

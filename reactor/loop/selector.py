@@ -204,6 +204,12 @@ class SelectorLoop(TimerHeapMixin):
         entry.reader = entry.writer = None
         entry.reader_args = entry.writer_args = ()
 
+    def registrations(self) -> dict[int, FdEntry | None]:
+        """Every fd the loop watches, by number, with its entry (the waker's is None)."""
+        if self._closed:
+            return {}
+        return {key.fd: key.data for key in self._selector.get_map().values()}
+
     def registered_fds(self) -> int:
         """How many fds (not counting the waker) the loop watches."""
         if self._closed:
