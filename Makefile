@@ -61,3 +61,16 @@ bench: $(BENCH_VENV)/.installed
 		$$SUDO apt-get update && $$SUDO apt-get install -y wrk; }
 	BENCH_COMMAND="make bench$(if $(QUICK), QUICK=1)" $(BENCH_PY) tools/bench/run.py \
 		$(if $(QUICK),--quick,--full) $(BENCH_ARGS)
+
+# `make bench-instr` (about 3 minutes): CPU instructions per request under valgrind's callgrind,
+# for reactor (selectors, asyncio and uvloop backends, WSGI) and uvicorn on the hello app.
+# Each server answers N1 and then N2 keep-alive `GET /` (16 connections, client outside
+# valgrind); (I2 - I1) / (N2 - N1) cancels start-up out and does not depend on machine load.
+# INSTR_ARGS passes options to tools/bench/instructions.py, e.g. another checkout's reactor:
+#   make bench-instr INSTR_ARGS="--reactor-src /tmp/baseline --servers reactor,uvicorn"
+INSTR_ARGS ?=
+.PHONY: bench-instr
+bench-instr: $(BENCH_VENV)/.installed
+	@command -v valgrind >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y valgrind; }
+	$(BENCH_PY) tools/bench/instructions.py --json build/bench/instructions.json $(INSTR_ARGS)

@@ -17,6 +17,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH / "apps"))
 
 import idle_client  # noqa: E402
+import instructions  # noqa: E402
 import memory  # noqa: E402, F401  (imports cleanly)
 import peers  # noqa: E402
 import report  # noqa: E402
@@ -256,3 +257,28 @@ def test_idle_client_reads_one_whole_response() -> None:
         assert idle_client.read_response(a) is False
         b.close()
         assert idle_client.read_response(a) is False
+
+
+def test_callgrind_totals_and_instructions_per_request() -> None:
+    out = b"""version: 1
+creator: callgrind-3.19.0
+events: Ir
+summary: 999
+fn=(1) main
+1 5
+totals: 1099605871
+"""
+    assert instructions.parse_totals(out) == 1099605871
+    assert instructions.parse_totals(b"events: Ir\nsummary: 727404268\n") == 727404268
+    with pytest.raises(ValueError, match="totals"):
+        instructions.parse_totals(b"events: Ir\nfn=(1) main\n")
+    # (I2 - I1) / (N2 - N1): start-up, the same in both runs, cancels out.
+    assert instructions.per_request(727_404_268, 2000, 1_099_605_871, 6000) == pytest.approx(
+        93_050.4, abs=0.1
+    )
+    with pytest.raises(ValueError):
+        instructions.per_request(1, 6000, 2, 2000)
+    args = instructions.parse_args(["--servers", "reactor,uvicorn", "--n1", "10", "--n2", "30"])
+    assert args.server_list == ["reactor", "uvicorn"] and (args.n1, args.n2) == (10, 30)
+    with pytest.raises(SystemExit):
+        instructions.parse_args(["--n1", "30", "--n2", "30"])
