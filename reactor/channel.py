@@ -56,10 +56,17 @@ class Channel(Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue output bytes (sent at the latest when the request ends)."""
 
-    def encode_head(
-        self, status: int, headers: Headers, version: str, body_size: int, final: bool
-    ) -> tuple[int, int, list[bytes]]:
-        """Decide the response framing: ``(framing, declared length or -1, head parts)``."""
+    def start_response(
+        self,
+        status: int,
+        headers: Headers,
+        version: str,
+        body_size: int,
+        final: bool,
+        body: bytes | None,
+    ) -> tuple[int, int]:
+        """Queue the head, the framing decided once: ``(framing, declared length or -1)``.
+        ``body`` follows the head at once if the framing is by length."""
 
     def flush(self) -> None:
         """Send queued output now (what the kernel takes; the rest as it becomes writable)."""

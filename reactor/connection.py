@@ -31,7 +31,8 @@ from .buffers import BufferPair, Reader
 from .config import ServerConfig
 from .errors import BrokenConnectionError, ConnectionClosedError, ProtocolError
 from .http.headers import Headers
-from .http.protocol import ServerProtocol
+from .http.parser import RequestHead
+from .http.protocol import FRAMING_LENGTH, ServerProtocol
 from .http.state import HOOKS, ConnEvent, ConnState, HookState
 from .loop.base import Loop, take_exception
 from .loop.futures import Future
@@ -264,10 +265,10 @@ class Connection(Transport):
             except ProtocolError as exc:
                 self._reject(exc)
                 return
-            if event is DISPATCH:
-                self._dispatch()
-            elif event is None:
+            if event is None:
                 break
+            if type(event) is RequestHead:
+                self._dispatch(event)
             elif event is WAIT_BODY:
                 self._set_state(WAIT_BODY)
                 # A buffering handler: we are about to wait for the body, so ask for it.
@@ -277,7 +278,7 @@ class Connection(Transport):
                 self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
                 break
             else:  # HEAD_START
-                self._set_state(event)
+                self._set_state(HEAD_START)
                 # Measured from the first byte; later bytes do not extend it.
                 self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
                 break
@@ -288,29 +289,32 @@ class Connection(Transport):
                 if self._file is not None:
                     self._set_state(E.OUTPUT_BLOCKED)
                     break
-            if writer.buffered() > high_water:
+            if len(writer.buf) > high_water:
                 self._flush_now()
-                if writer.buffered() > high_water:
+                if len(writer.buf) > high_water:
                     if proto.state is IDLE:
                         self._set_state(E.OUTPUT_BLOCKED)
                     break
+            if len(reader.buf) <= reader.pos:
+                break  # nothing more held: no next request to look for
         state = proto.state
         if state is not CLOSED and state is not HIJACKED:
-            if (
-                state is HANDLING or state is DRAINING
-            ) and reader.buffered() > self._server.config.limits.max_read_ahead:
+            if (state is HANDLING or state is DRAINING) and len(
+                reader.buf
+            ) - reader.pos > self._server.config.limits.max_read_ahead:
                 self.stop_reading()
             self._flush_now()
 
-    def _dispatch(self) -> None:
-        head = self._proto.take_request()
+    def _dispatch(self, head: RequestHead) -> None:
         self._set_state(DISPATCH)
         if not self._writing:  # pending output keeps its write timeout
             self._timeout_kind = _NO_TIMEOUT
         server = self._server
         # The response first: should building the request fail, the client is still owed
         # an answer, and _internal_error finds one with nothing sent.
-        response = ResponseWriter(self, head.version, head.method == "HEAD")
+        response = ResponseWriter(
+            self, head.version, head.method == "HEAD", server.config.response_buffer
+        )
         self._response = response
         body_cls = StreamingBody if server.protocol_context.streaming else Body
         body = body_cls(self, head.body_framing, head.content_length)
@@ -472,14 +476,26 @@ class Connection(Transport):
         if writer.buffered() > self._server.config.write_high_water:
             self._flush_now()
 
-    def encode_head(
-        self, status: int, headers: Headers, version: str, body_size: int, final: bool
-    ) -> tuple[int, int, list[bytes]]:
-        """The protocol's framing decision and head for a response (see
-        ServerProtocol.response_head), with the server's Date and Server lines."""
-        return self._proto.response_head(
+    def start_response(
+        self,
+        status: int,
+        headers: Headers,
+        version: str,
+        body_size: int,
+        final: bool,
+        body: bytes | None,
+    ) -> tuple[int, int]:
+        """Queue a response head (the protocol decides the framing: see
+        ServerProtocol.response_head). ``body``, the held body in one piece, goes right
+        behind the head, in one buffer append, if the framing is by length: then (and only
+        then) it was taken. Returns ``(framing, declared length or -1)``."""
+        framing, declared, parts = self._proto.response_head(
             status, headers, version, body_size, final, self._server.default_headers()
         )
+        if body is not None and framing == FRAMING_LENGTH:
+            parts.append(body)
+        self.write(b"".join(parts))
+        return framing, declared
 
     def flush(self) -> None:
         self._flush_now()

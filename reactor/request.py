@@ -30,11 +30,14 @@ class Body:
     and ``b""`` at the end.
     """
 
-    __slots__ = ("__weakref__", "_channel", "_decoder", "_remaining", "trailers")
+    __slots__ = ("__weakref__", "_channel", "_decoder", "_remaining", "complete", "trailers")
 
     def __init__(self, channel: Channel | None, framing: int, length: int) -> None:
         self._channel = channel
         self._remaining = length if framing == BODY_LENGTH else 0
+        #: Whether the whole body has been read (an attribute, kept current by the reads:
+        #: the connection looks at it after every request).
+        self.complete = framing != BODY_CHUNKED and self._remaining == 0
         self._decoder: ChunkedDecoder | None = (
             ChunkedDecoder(channel.config.limits)
             if channel is not None and framing == BODY_CHUNKED
@@ -42,13 +45,6 @@ class Body:
         )
         # Filled when a chunked body's trailer section is read; shared empty until then.
         self.trailers: Sequence[tuple[str, str]] = ()
-
-    @property
-    def complete(self) -> bool:
-        """Whether the whole body has been read."""
-        if self._decoder is not None:
-            return self._decoder.done
-        return self._remaining == 0
 
     def _read_now(self, n: int) -> bytes:
         channel = self._channel
@@ -68,6 +64,8 @@ class Body:
             take = self._remaining if n < 0 else min(n, self._remaining)
             data = reader.take(take)
             self._remaining -= len(data)
+            if not self._remaining:
+                self.complete = True
             return data
         if decoder.done:
             return b""
@@ -77,6 +75,7 @@ class Body:
         reader.consume(new_pos - pos)
         if decoder.done:
             self.trailers = decoder.trailers
+            self.complete = True
         return b"".join(out)
 
     def read(self, n: int = -1) -> bytes:

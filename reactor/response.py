@@ -53,6 +53,7 @@ class ResponseWriter:
         "__weakref__",
         "_body",
         "_body_size",
+        "_buffer_limit",
         "_channel",
         "_declared_length",
         "_ended",
@@ -65,8 +66,12 @@ class ResponseWriter:
         "status",
     )
 
-    def __init__(self, channel: Channel, version: str, head_only: bool) -> None:
+    def __init__(
+        self, channel: Channel, version: str, head_only: bool, buffer_limit: int = 64 * 1024
+    ) -> None:
         self._channel: Channel | None = channel
+        # Body bytes held before committing to a framing (ServerConfig.response_buffer).
+        self._buffer_limit = buffer_limit
         self._version = version
         self._head_only = head_only
         self.headers = Headers()
@@ -137,7 +142,7 @@ class ResponseWriter:
             # A declared Content-Length is checked when the head is built (_send_head).
             self._body.append(bytes(data))
             self._body_size += n
-            if self._body_size > channel.config.response_buffer:
+            if self._body_size > self._buffer_limit:
                 # Commit to a framing (the declared length, else chunked) and stream the
                 # rest: a handler writing a large body must not make us hold all of it.
                 self._send_head(channel, final=False)
@@ -270,22 +275,20 @@ class ResponseWriter:
         held body."""
         status = self.status or 200
         self.status = status
-        framing, declared, parts = channel.encode_head(
-            status, self.headers, self._version, self._body_size, final
+        body = self._body
+        one = body[0] if len(body) == 1 and not self._head_only else None
+        framing, declared = channel.start_response(
+            status, self.headers, self._version, self._body_size, final, one
         )
         if self._declared_length < 0:
             self._declared_length = declared
         self._framing = framing
-        body = self._body
-        if body and framing == FRAMING_LENGTH and len(body) == 1 and not self._head_only:
-            # The usual response: head and whole body in one join, one buffer append.
-            parts.append(body[0])
+        if one is not None and framing == FRAMING_LENGTH:
+            # The usual response: the whole body went out beside its head.
             self._body = []
             self._sent_body += self._body_size
             self._body_size = 0
-            channel.write(b"".join(parts))
             return
-        channel.write(b"".join(parts))
         if body:
             self._body = []
             self._body_size = 0

@@ -178,7 +178,9 @@ class Transport:
     def flush_output(self) -> int:
         """Send what the kernel takes now and wait for writability for the rest (or stop
         waiting once nothing is left); return the bytes left. OSError: see ``send_now``."""
-        remaining = self.send_now()
+        remaining = self._writer.send_some()  # send_now(), inlined: once per response
+        if not remaining and self._file is not None:
+            remaining = self._send_file()
         if remaining:
             if not self._writing:
                 self._loop.add_writer(self._sock, Transport._on_writable, self)

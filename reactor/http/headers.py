@@ -16,10 +16,12 @@ class Headers:
     """Ordered ``(name, value)`` pairs with case-insensitive look-up.
 
     ``get`` returns the first value, ``get_all`` every value in order; iterating yields the
-    pairs with the names as they were received or set.
+    pairs with the names as they were received or set. ``fields`` is the list of pairs itself,
+    for code that reads them in order without a copy (the response serialiser); change
+    headers through the methods, which keep the look-up index right.
     """
 
-    __slots__ = ("_index", "_items")
+    __slots__ = ("_index", "fields")
 
     def __init__(
         self, items: Iterable[tuple[str, str]] | None = None, *, copy: bool = True
@@ -27,16 +29,16 @@ class Headers:
         """``copy=False`` adopts ``items``, which must then be a list nobody else changes (the
         parser's own list of the fields it just read)."""
         if items is None:
-            self._items: list[tuple[str, str]] = []
+            self.fields: list[tuple[str, str]] = []
         elif copy or type(items) is not list:
-            self._items = list(items)
+            self.fields = list(items)
         else:
-            self._items = items
+            self.fields = items
         self._index: dict[str, list[str]] | None = None
 
     def _build_index(self) -> dict[str, list[str]]:
         index: dict[str, list[str]] = {}
-        for name, value in self._items:
+        for name, value in self.fields:
             key = name.lower()
             values = index.get(key)
             if values is None:
@@ -68,20 +70,20 @@ class Headers:
         return name.lower() in index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._items)
+        return iter(self.fields)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.fields)
 
     def __bool__(self) -> bool:
-        return bool(self._items)
+        return bool(self.fields)
 
     def items(self) -> list[tuple[str, str]]:
-        return list(self._items)
+        return list(self.fields)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Headers):
-            return self._items == other.items()
+            return self.fields == other.items()
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -90,16 +92,16 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a field, keeping any existing ones of the same name."""
-        self._items.append((name, value))
+        self.fields.append((name, value))
         if self._index is not None:
             self._index.setdefault(name.lower(), []).append(value)
 
     def set(self, name: str, value: str) -> None:
         """Replace every field of this name with one."""
-        items = self._items
+        items = self.fields
         if items:
             self.remove(name)
-            items = self._items
+            items = self.fields
         items.append((name, value))
         if self._index is not None:
             self._index.setdefault(name.lower(), []).append(value)
@@ -108,9 +110,9 @@ class Headers:
 
     def remove(self, name: str) -> None:
         key = name.lower()
-        for n, _ in self._items:
+        for n, _ in self.fields:
             if n.lower() == key:
-                self._items = [(n, v) for n, v in self._items if n.lower() != key]
+                self.fields = [(n, v) for n, v in self.fields if n.lower() != key]
                 self._index = None
                 return
 
@@ -127,4 +129,4 @@ class Headers:
         return current
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({self.fields!r})"

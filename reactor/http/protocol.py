@@ -42,7 +42,6 @@ HANDLING = ConnState.HANDLING
 
 HEAD_START = ConnEvent.HEAD_START
 WAIT_BODY = ConnEvent.WAIT_BODY
-DISPATCH = ConnEvent.DISPATCH
 RESPONSE_DONE = ConnEvent.RESPONSE_DONE
 END = ConnEvent.END
 
@@ -79,7 +78,8 @@ _STATUS_LINES_11: dict[int, bytes] = {}
 
 class ReceiveBuffer(Protocol):
     """What the protocol reads requests from (reactor.buffers.Reader is one): the held bytes
-    are ``buf[pos:]``; ``consume(n)`` drops the first ``n`` of them."""
+    are ``buf[pos:]``; ``consume(n)`` drops the first ``n`` of them. When every held byte is
+    consumed, the protocol may instead set ``buf = b""`` and ``pos = 0`` (cheaper)."""
 
     buf: bytes | bytearray
     pos: int
@@ -153,29 +153,31 @@ class ServerProtocol:
 
     # -- requests in -----------------------------------------------------------------------
 
-    def receive(self, buf: ReceiveBuffer) -> ConnEvent | None:
-        """Look at the held bytes: return the event they make (HEAD_START, WAIT_BODY,
-        DISPATCH; ``self.head`` is the request for the last two), or None if more bytes are
-        needed. A complete head is consumed; a body is not (the handler reads it). Raises
+    def receive(self, buf: ReceiveBuffer) -> RequestHead | ConnEvent | None:
+        """Look at the held bytes and say what they make: a RequestHead (a request to
+        dispatch: apply DISPATCH), WAIT_BODY (a buffering handler's head whose body is not all
+        here), HEAD_START (the first bytes of a head), or None (nothing new: more bytes are
+        needed). A complete head is consumed; a body is not (the handler reads it). Raises
         ProtocolError (with the status to answer) for a bad request."""
         state = self.state
         if state is READING_BODY:
-            return DISPATCH if self._body_arrived(buf) else None
+            return self._take_head() if self._body_arrived(buf) else None
         if state is not NEW and state is not IDLE and state is not READING_HEAD:
             return None
         parser = self.parser
         context = self.context
+        data = buf.buf
         try:
             if parser is None:
-                parsed = context.parser.parse(buf.buf, buf.pos)
-                if parsed is None and len(buf.buf) > buf.pos:
+                parsed = context.parser.parse(data, buf.pos)
+                if parsed is None and len(data) > buf.pos:
                     # A partial head: from now on this connection remembers how far it
                     # searched, in a parser of its own.
                     context.parser.reset()
                     parser = self.parser = RequestParser(context.limits)
-                    parsed = parser.parse(buf.buf, buf.pos)
+                    parsed = parser.parse(data, buf.pos)
             else:
-                parsed = parser.parse(buf.buf, buf.pos)
+                parsed = parser.parse(data, buf.pos)
                 if parsed is not None:
                     self.parser = None
         except ProtocolError:
@@ -183,32 +185,39 @@ class ServerProtocol:
             context.parser.reset()
             raise
         if parsed is None:
-            if state is not READING_HEAD and len(buf.buf) > buf.pos:
+            if state is not READING_HEAD and len(data) > buf.pos:
                 return HEAD_START
             return None
         head, end = parsed
-        buf.consume(end - buf.pos)
+        if end >= len(data):  # the usual case: the head was all that was held
+            buf.buf = b""
+            buf.pos = 0
+        else:
+            buf.consume(end - buf.pos)
         return self._start_request(head, buf)
 
-    def _start_request(self, head: RequestHead, buf: ReceiveBuffer) -> ConnEvent:
-        self.head = head
+    def _start_request(self, head: RequestHead, buf: ReceiveBuffer) -> RequestHead | ConnEvent:
         if not head.keep_alive or not self.context.reuse:
             self.keep_alive = False
         expect = head.expect
         if expect is not None and expect != "100-continue":
+            self.head = head  # the rejection answers it (bodiless if it is a HEAD)
             raise ProtocolError(f"unsupported Expect {expect!r}", status=417)
         framing = head.body_framing
+        if framing == BODY_NONE:
+            if self.continue_pending:  # owed to an earlier request that never read its body
+                self.continue_pending = False
+            return head
         # A 100 Continue is owed to an HTTP/1.1 client that asked and has a body to send.
-        self.continue_pending = (
-            expect is not None and framing != BODY_NONE and head.version == "HTTP/1.1"
-        )
-        if framing == BODY_NONE or self.context.streaming:
-            return DISPATCH
+        self.continue_pending = expect is not None and head.version == "HTTP/1.1"
+        if self.context.streaming:
+            return head
+        self.head = head
         if framing == BODY_CHUNKED:
             self.body_scan = ChunkedDecoder(self.context.limits)
         if self._body_arrived(buf):
             self.continue_pending = False
-            return DISPATCH
+            return self._take_head()
         return WAIT_BODY
 
     def _body_arrived(self, buf: ReceiveBuffer) -> bool:
@@ -226,8 +235,8 @@ class ServerProtocol:
         self.scan_pos = scan.feed(buf.buf, pos + self.scan_pos, pos + held) - pos
         return scan.done
 
-    def take_request(self) -> RequestHead:
-        """The head being dispatched (after DISPATCH), forgetting it and its body scan."""
+    def _take_head(self) -> RequestHead:
+        """The head whose body has arrived, forgetting it and its body scan."""
         head = self.head
         assert head is not None
         self.head = None
@@ -276,7 +285,7 @@ class ServerProtocol:
         lines: list[bytes] = []
         cache = _FIELD_LINES
         keep_alive = self.keep_alive
-        for item in headers:
+        for item in headers.fields:
             lname = item[0].lower()
             if lname in _HEAD_FIELDS:
                 if lname == "content-length":
@@ -319,10 +328,9 @@ class ServerProtocol:
         if status != 101:
             if not keep_alive:
                 self.keep_alive = False
-                if not has_connection or version == "HTTP/1.1":
-                    if has_connection:
-                        lines = [ln for ln in lines if ln[:11].lower() != b"connection:"]
-                    tail += b"Connection: close\r\n"
+                if has_connection:  # the handler's value may say keep-alive: ours decides
+                    lines = [ln for ln in lines if ln[:11].lower() != b"connection:"]
+                tail += b"Connection: close\r\n"
             elif version == "HTTP/1.0" and not has_connection:
                 tail += b"Connection: keep-alive\r\n"
         line = _STATUS_LINES_11.get(status)

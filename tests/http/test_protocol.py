@@ -66,6 +66,22 @@ def read_body(buf: Reader, head: RequestHead, limits: Limits) -> bytes:
     return b""
 
 
+def receive(proto: ServerProtocol, buf: Reader) -> ConnEvent | None:
+    """``proto.receive`` as an event: a RequestHead means DISPATCH (kept in ``LAST_HEAD``)."""
+    result = proto.receive(buf)
+    if isinstance(result, RequestHead):
+        LAST_HEAD[id(proto)] = result
+        return E.DISPATCH
+    return result
+
+
+LAST_HEAD: dict[int, RequestHead] = {}  # by id() of the protocol; popped when taken
+
+
+def take_request(proto: ServerProtocol) -> RequestHead:
+    return LAST_HEAD.pop(id(proto))
+
+
 @dataclass
 class Driver:
     """The glue's role: receive + apply in a loop, a handler per DISPATCH, then the response."""
@@ -84,7 +100,7 @@ class Driver:
         self.buf.feed(data)
         proto = self.proto
         while proto.state in RECEIVING:
-            event = proto.receive(self.buf)
+            event = receive(proto, self.buf)
             if event is None:
                 return
             self.events.append(event)
@@ -98,7 +114,7 @@ class Driver:
         proto = self.proto
         assert proto.state is S.HANDLING
         self.out += proto.take_continue()
-        head = proto.take_request()
+        head = take_request(proto)
         body = read_body(self.buf, head, self.context.limits)
         self.served.append((head.method, head.target, body))
         reply = b"%s %s got %d" % (head.method.encode(), head.target.encode(), len(body))
@@ -112,10 +128,10 @@ class Driver:
 
 def dispatch(request: bytes, **context: object) -> tuple[ServerProtocol, RequestHead]:
     proto = ServerProtocol(ProtocolContext(**context))  # type: ignore[arg-type]
-    event = proto.receive(reader(request))
+    event = receive(proto, reader(request))
     assert event is E.DISPATCH
     assert proto.apply(event) is S.HANDLING
-    return proto, proto.take_request()
+    return proto, take_request(proto)
 
 
 # -- keep-alive matrix -----------------------------------------------------------------------
@@ -192,7 +208,7 @@ def test_no_reuse_after_shutdown_eof_or_unread_body() -> None:
     ctx = ProtocolContext()
     ctx.reuse = False
     proto = ServerProtocol(ctx)
-    assert proto.receive(reader(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")) is E.DISPATCH
+    assert receive(proto, reader(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")) is E.DISPATCH
     assert proto.keep_alive is False
     proto, _ = dispatch(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     proto.peer_closed()
@@ -231,12 +247,12 @@ def test_three_pipelined_requests_in_one_feed() -> None:
 def test_bytes_held_while_handling_are_not_parsed() -> None:
     proto = ServerProtocol(ProtocolContext())
     buf = reader(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n")
-    proto.apply(proto.receive(buf) or E.CLOSE)
-    assert proto.take_request().target == "/a"
-    assert proto.receive(buf) is None and proto.state is S.HANDLING
+    proto.apply(receive(proto, buf) or E.CLOSE)
+    assert take_request(proto).target == "/a"
+    assert receive(proto, buf) is None and proto.state is S.HANDLING
     proto.apply(proto.response_end(True))
-    assert proto.receive(buf) is E.DISPATCH and proto.head is not None
-    assert proto.head.target == "/b"
+    assert receive(proto, buf) is E.DISPATCH
+    assert take_request(proto).target == "/b"
 
 
 # -- 100-continue ----------------------------------------------------------------------------
@@ -246,14 +262,14 @@ EXPECT = b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length:
 
 def test_continue_when_buffering_waits_for_the_body() -> None:
     proto, buf = ServerProtocol(ProtocolContext()), reader(EXPECT)
-    assert proto.receive(buf) is E.WAIT_BODY
+    assert receive(proto, buf) is E.WAIT_BODY
     assert proto.apply(E.WAIT_BODY) is S.READING_BODY
     assert proto.take_continue() == CONTINUE == b"HTTP/1.1 100 Continue\r\n\r\n"
     assert proto.take_continue() == b""
     buf.feed(b"hel")
-    assert proto.receive(buf) is None
+    assert receive(proto, buf) is None
     buf.feed(b"lo")
-    assert proto.receive(buf) is E.DISPATCH
+    assert receive(proto, buf) is E.DISPATCH
     assert proto.apply(E.DISPATCH) is S.HANDLING
     assert proto.take_continue() == b""
     assert buf.take(-1) == b"hello"
@@ -272,7 +288,7 @@ def test_when_a_continue_is_owed(
     request_bytes: bytes, streaming: bool, event: E, cont: bytes
 ) -> None:
     proto = ServerProtocol(ProtocolContext(streaming=streaming))
-    assert proto.receive(reader(request_bytes)) is event
+    assert receive(proto, reader(request_bytes)) is event
     proto.apply(event)
     assert proto.take_continue() == cont
     assert proto.take_continue() == b""
@@ -406,7 +422,7 @@ def check_rejection(out: bytes, status: int, with_body: bool) -> None:
 def test_rejection(request_bytes: bytes, status: int) -> None:
     proto, buf = ServerProtocol(ProtocolContext()), reader(request_bytes)
     with pytest.raises(ProtocolError) as info:
-        proto.receive(buf)
+        receive(proto, buf)
     assert info.value.status == status
     check_rejection(proto.rejection(info.value, buf), status, with_body=True)
     assert proto.keep_alive is False and proto.linger is True
@@ -416,13 +432,13 @@ def test_rejection(request_bytes: bytes, status: int) -> None:
 def test_bare_lf_after_chunk_data_arriving_later() -> None:
     proto = ServerProtocol(ProtocolContext())
     buf = reader(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
-    assert proto.receive(buf) is E.WAIT_BODY
+    assert receive(proto, buf) is E.WAIT_BODY
     proto.apply(E.WAIT_BODY)
     buf.feed(b"a\r\n0123456789")
-    assert proto.receive(buf) is None
+    assert receive(proto, buf) is None
     buf.feed(b"\n0\r\n\r\n")
     with pytest.raises(ProtocolError) as info:
-        proto.receive(buf)
+        receive(proto, buf)
     assert info.value.status == 400
     assert proto.apply(E.REJECT) is S.CLOSING
 
@@ -438,7 +454,7 @@ def test_bare_lf_after_chunk_data_arriving_later() -> None:
 def test_rejection_of_head_has_no_body(request_bytes: bytes) -> None:
     proto, buf = ServerProtocol(ProtocolContext()), reader(request_bytes)
     with pytest.raises(ProtocolError) as info:
-        proto.receive(buf)
+        receive(proto, buf)
     out = proto.rejection(info.value, buf)
     check_rejection(out, info.value.status, with_body=False)
     assert out.endswith(b"Connection: close\r\n\r\n")
