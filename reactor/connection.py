@@ -173,28 +173,6 @@ class Connection(Transport):
 
     # -- transport events ---------------------------------------------------------------------
 
-    def _data_received(self) -> None:
-        try:
-            state = self._proto.state
-            if state is IDLE or state is NEW or state is READING_HEAD:
-                self._process()
-            elif state is READING_BODY:
-                self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
-                self._process()
-            elif state is LINGERING:
-                self._reader.consume(self._reader.buffered())  # discard
-            else:
-                # The handler runs (async), output drains or the connection ends: hold the
-                # bytes (HIJACK-SPEC B2), wake a streaming body read, and stop reading past
-                # the read-ahead limit.
-                if self._body_waiter is not None:
-                    self._body_waiter = _settle(self._body_waiter)
-                    self._disarm()
-                if self._reader.buffered() > self._server.config.limits.max_read_ahead:
-                    self.stop_reading()
-        except Exception as exc:
-            self._internal_error(exc)
-
     def _eof_received(self, error: OSError | None) -> None:
         """EOF (``error`` None) or a read error."""
         try:
@@ -253,57 +231,78 @@ class Connection(Transport):
 
     # -- the request loop ------------------------------------------------------------------
 
-    def _process(self) -> None:
-        """Parse and dispatch every complete request held, then send the output once."""
-        proto = self._proto
-        reader = self._reader
-        writer = self._writer
-        high_water = self._server.config.write_high_water
-        while True:
-            try:
-                event = proto.receive(reader)
-            except ProtocolError as exc:
-                self._reject(exc)
-                return
-            if event is None:
-                break
-            if type(event) is RequestHead:
-                self._dispatch(event)
-            elif event is WAIT_BODY:
-                self._set_state(WAIT_BODY)
-                # A buffering handler: we are about to wait for the body, so ask for it.
-                cont = proto.take_continue()
-                if cont:
-                    writer.write(cont)
+    def _data_received(self) -> None:
+        """Bytes arrived (or, from IDLE, output that held requests back is gone, or an async
+        handler returned): parse and dispatch every complete request held, then send the
+        output once."""
+        try:
+            state = self._proto.state
+            if state is READING_BODY:
                 self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
-                break
-            else:  # HEAD_START
-                self._set_state(HEAD_START)
-                # Measured from the first byte; later bytes do not extend it.
-                self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
-                break
-            if proto.state is not IDLE:
-                break
-            if self._file is not None:  # a file body is still going out: wait for it
-                self._flush_now()
-                if self._file is not None:
-                    self._set_state(E.OUTPUT_BLOCKED)
+            elif state is LINGERING:
+                self._reader.consume(self._reader.buffered())  # discard
+                return
+            elif state is not IDLE and state is not NEW and state is not READING_HEAD:
+                # The handler runs (async), output drains or the connection ends: hold the
+                # bytes (HIJACK-SPEC B2), wake a streaming body read, and stop reading past
+                # the read-ahead limit.
+                if self._body_waiter is not None:
+                    self._body_waiter = _settle(self._body_waiter)
+                    self._disarm()
+                if self._reader.buffered() > self._server.config.limits.max_read_ahead:
+                    self.stop_reading()
+                return
+            proto = self._proto
+            reader = self._reader
+            writer = self._writer
+            high_water = self._server.config.write_high_water
+            while True:
+                try:
+                    event = proto.receive(reader)
+                except ProtocolError as exc:
+                    self._reject(exc)
+                    return
+                if event is None:
                     break
-            if len(writer.buf) > high_water:
-                self._flush_now()
-                if len(writer.buf) > high_water:
-                    if proto.state is IDLE:
+                if type(event) is RequestHead:
+                    self._dispatch(event)
+                elif event is WAIT_BODY:
+                    self._set_state(WAIT_BODY)
+                    # A buffering handler: we are about to wait for the body, so ask for it.
+                    cont = proto.take_continue()
+                    if cont:
+                        writer.write(cont)
+                    self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
+                    break
+                else:  # HEAD_START
+                    self._set_state(HEAD_START)
+                    # Measured from the first byte; later bytes do not extend it.
+                    self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
+                    break
+                if proto.state is not IDLE:
+                    break
+                if self._file is not None:  # a file body is still going out: wait for it
+                    self._flush_now()
+                    if self._file is not None:
                         self._set_state(E.OUTPUT_BLOCKED)
-                    break
-            if len(reader.buf) <= reader.pos:
-                break  # nothing more held: no next request to look for
-        state = proto.state
-        if state is not CLOSED and state is not HIJACKED:
-            if (state is HANDLING or state is DRAINING) and len(
-                reader.buf
-            ) - reader.pos > self._server.config.limits.max_read_ahead:
-                self.stop_reading()
-            self._flush_now()
+                        break
+                if len(writer.buf) > high_water:
+                    self._flush_now()
+                    if len(writer.buf) > high_water:
+                        if proto.state is IDLE:
+                            self._set_state(E.OUTPUT_BLOCKED)
+                        break
+                if len(reader.buf) <= reader.pos:
+                    break  # nothing more held: no next request to look for
+            state = proto.state
+            if state is not CLOSED and state is not HIJACKED:
+                if (state is HANDLING or state is DRAINING) and len(
+                    reader.buf
+                ) - reader.pos > self._server.config.limits.max_read_ahead:
+                    self.stop_reading()
+                self._flush_now()
+        except Exception as exc:
+            self._internal_error(exc)
 
     def _dispatch(self, head: RequestHead) -> None:
         self._set_state(DISPATCH)
@@ -340,7 +339,7 @@ class Connection(Transport):
                 self._end_request()
             state = self._proto.state
             if state is IDLE:
-                self._process()
+                self._data_received()
             elif state is HANDLING or state is DRAINING or state is CLOSING:
                 self._flush_now()
         except Exception as exc:
@@ -473,7 +472,7 @@ class Connection(Transport):
         """Queue output; past the high-water mark, send what the kernel takes now."""
         writer = self._writer
         writer.write(data)
-        if writer.buffered() > self._server.config.write_high_water:
+        if len(writer.buf) > self._server.config.write_high_water:
             self._flush_now()
 
     def start_response(
@@ -494,7 +493,10 @@ class Connection(Transport):
         )
         if body is not None and framing == FRAMING_LENGTH:
             parts.append(body)
-        self.write(b"".join(parts))
+        writer = self._writer
+        writer.write(b"".join(parts))
+        if len(writer.buf) > self._server.config.write_high_water:
+            self._flush_now()
         return framing, declared
 
     def flush(self) -> None:
@@ -565,7 +567,12 @@ class Connection(Transport):
             return
         was_writing = self._writing
         try:
-            remaining = self.flush_output()
+            if was_writing or self._file is not None:
+                remaining = self.flush_output()
+            else:  # the usual case, flush_output() inlined: one send, nothing registered
+                remaining = self._writer.send_some()
+                if remaining:
+                    self.watch_writable()
         except OSError:
             self._abort()
             return
@@ -578,7 +585,7 @@ class Connection(Transport):
         if state is CLOSING:
             self._close_after_output()
         elif state is DRAINING:
-            # Not _process() from here: this may run inside _process itself.
+            # Not _data_received() from here: this may run inside it.
             self._loop.call_soon(Connection._after_drain, self)
 
     def _after_drain(self) -> None:
@@ -592,7 +599,7 @@ class Connection(Transport):
                 self._close()  # the client left while we were draining
                 return
             self._arm_wait_timeout()
-            self._process()
+            self._data_received()
         except Exception as exc:
             self._internal_error(exc)
 

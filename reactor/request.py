@@ -33,11 +33,12 @@ class Body:
     __slots__ = ("__weakref__", "_channel", "_decoder", "_remaining", "complete", "trailers")
 
     def __init__(self, channel: Channel | None, framing: int, length: int) -> None:
-        self._channel = channel
         self._remaining = length if framing == BODY_LENGTH else 0
         #: Whether the whole body has been read (an attribute, kept current by the reads:
         #: the connection looks at it after every request).
-        self.complete = framing != BODY_CHUNKED and self._remaining == 0
+        self.complete = complete = framing != BODY_CHUNKED and self._remaining == 0
+        # Only a body still to be read needs the connection; it is let go once complete.
+        self._channel = None if complete else channel
         self._decoder: ChunkedDecoder | None = (
             ChunkedDecoder(channel.config.limits)
             if channel is not None and framing == BODY_CHUNKED
@@ -66,6 +67,7 @@ class Body:
             self._remaining -= len(data)
             if not self._remaining:
                 self.complete = True
+                self._channel = None
             return data
         if decoder.done:
             return b""
@@ -76,6 +78,7 @@ class Body:
         if decoder.done:
             self.trailers = decoder.trailers
             self.complete = True
+            self._channel = None
         return b"".join(out)
 
     def read(self, n: int = -1) -> bytes:
@@ -221,7 +224,9 @@ class Request:
         """The request is over: let go of the connection (called by the connection)."""
         self._channel = None
         self._disconnect_callbacks = None
-        self.body.detach()
+        body = self.body
+        if not body.complete:  # a complete body let go of the connection already
+            body.detach()
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target} {self.version}>"

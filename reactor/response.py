@@ -118,7 +118,9 @@ class ResponseWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Write body bytes; returns how many. Before the framing is decided they are held;
-        past ``response_buffer`` bytes, the head is sent with chunked framing."""
+        past ``response_buffer`` bytes, the head is sent with chunked framing. Writing to a
+        connection the client closed raises BrokenConnectionError once bytes go out (at
+        once after the head was sent; else at the flush that sends the head)."""
         channel = self._channel
         if self._ended or channel is None:
             if self._ended == _HIJACKED:
@@ -126,8 +128,6 @@ class ResponseWriter:
                     log.warning("response.write on hijacked connection from %s", _caller())
                 raise HijackedError()
             raise ConnectionClosedError("the response is finished")
-        if channel.closed:
-            raise BrokenConnectionError("the client connection is closed")
         n = len(data)
         status = self.status
         if not status:
@@ -147,6 +147,10 @@ class ResponseWriter:
                 # rest: a handler writing a large body must not make us hold all of it.
                 self._send_head(channel, final=False)
             return n
+        # Bytes now go to the connection: a closed one fails the write (before the head
+        # they are only held, and a closed connection fails the flush, as Go's bufio does).
+        if channel.closed:
+            raise BrokenConnectionError("the client connection is closed")
         total = self._sent_body + n
         if 0 <= self._declared_length < total:
             raise ValueError(

@@ -201,12 +201,6 @@ class _Shutdown:
 
     def _begin(self, name: str, grace: float) -> None:
         server = self.server
-        # Scheduled before the server's own grace timer, for the same moment or earlier, so
-        # it runs first and counts what the server is about to close.
-        self.loop.call_at(self.loop.time() + grace, self._count_forced)
-        # shutdown() closes idle keep-alive connections at once: they are not drained, so
-        # only what is left afterwards (requests in flight, new connections) is counted.
-        done = server.shutdown(grace)
         self.in_flight = server.connection_count
         log.info(
             "%s: shutting down; draining %d connection(s) for up to %.1fs (signal again to force)",
@@ -214,7 +208,10 @@ class _Shutdown:
             self.in_flight,
             grace,
         )
-        done.add_done_callback(lambda _f: self.loop.stop())
+        # Scheduled before the server's own grace timer, for the same moment or earlier, so
+        # it runs first and counts what the server is about to close.
+        self.loop.call_at(self.loop.time() + grace, self._count_forced)
+        server.shutdown(grace).add_done_callback(lambda _f: self.loop.stop())
 
     def _count_forced(self) -> None:
         if self.signals == 1:

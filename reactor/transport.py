@@ -182,13 +182,18 @@ class Transport:
         if not remaining and self._file is not None:
             remaining = self._send_file()
         if remaining:
-            if not self._writing:
-                self._loop.add_writer(self._sock, Transport._on_writable, self)
-                self._writing = True
+            self.watch_writable()
         elif self._writing:
             self._loop.remove_writer(self._sock)
             self._writing = False
         return remaining
+
+    def watch_writable(self) -> None:
+        """Send the rest of the output as the socket becomes writable (``_write_progress``
+        reports it); the registration ends by itself once everything is sent."""
+        if not self._writing:
+            self._loop.add_writer(self._sock, Transport._on_writable, self)
+            self._writing = True
 
     def output_pending(self) -> int:
         """Buffered output bytes, plus the rest of a queued file."""
