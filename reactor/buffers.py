@@ -172,7 +172,9 @@ class Writer:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         # The shared empty ``bytes`` while nothing waits (an idle connection pays for no
-        # bytearray); a ``bytearray`` from the first write until everything is sent.
+        # bytearray); a ``bytearray`` from the first write until everything is sent. The
+        # server may also set it to one ``bytes`` object (a whole response, adopted without
+        # a copy); a later write or a partial send turns that into a ``bytearray``.
         self.buf: bytes | bytearray = b""
 
     def buffered(self) -> int:
@@ -183,7 +185,12 @@ class Writer:
         """Buffer ``data``; nothing is sent before ``flush()``."""
         buf = self.buf
         if type(buf) is bytes:
-            self.buf = bytearray(data)
+            if buf:
+                merged = bytearray(buf)
+                merged += data
+                self.buf = merged
+            else:
+                self.buf = bytearray(data)
         else:
             buf += data  # bytearray: extended in place
         return len(data)
@@ -205,7 +212,10 @@ class Writer:
         if sent >= len(buf):
             self.buf = b""
             return 0
-        del buf[:sent]  # type: ignore[union-attr]  # non-empty: a bytearray
+        if type(buf) is bytes:  # an adopted bytes object: keep the rest in a bytearray
+            rest = self.buf = bytearray(memoryview(buf)[sent:])
+            return len(rest)
+        del buf[:sent]  # type: ignore[union-attr]  # a bytearray
         return len(buf)
 
     def flush(self) -> None:

@@ -375,10 +375,11 @@ class Connection(Transport):
         response = self._response
         self._request = None
         self._response = None
-        for waiter in (self._body_waiter, self._drain_fut):
-            if waiter is not None and not waiter.done():
-                waiter.cancel()
-        self._body_waiter = self._drain_fut = None
+        if self._body_waiter is not None or self._drain_fut is not None:
+            for waiter in (self._body_waiter, self._drain_fut):
+                if waiter is not None and not waiter.done():
+                    waiter.cancel()
+            self._body_waiter = self._drain_fut = None
         if request is None or response is None:
             return
         state = self._proto.state
@@ -416,7 +417,12 @@ class Connection(Transport):
         if self._set_state(self._proto.response_end(complete)) is CLOSING:
             self._flush_now()
             return
-        self._arm_wait_timeout()
+        if not self._writing:  # _arm_wait_timeout(), inlined: once per request
+            reader = self._reader
+            if len(reader.buf) > reader.pos:
+                self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
+            else:
+                self._arm(_IDLE_TIMEOUT, self._server.config.idle_timeout)
         if not self._reading:
             self.start_reading()
 
@@ -494,9 +500,14 @@ class Connection(Transport):
         if body is not None and framing == FRAMING_LENGTH:
             parts.append(body)
         writer = self._writer
-        writer.write(b"".join(parts))
-        if len(writer.buf) > self._server.config.write_high_water:
-            self._flush_now()
+        if writer.buf:
+            writer.write(b"".join(parts))
+            if len(writer.buf) > self._server.config.write_high_water:
+                self._flush_now()
+        else:  # the usual case: the writer adopts the bytes, no copy (Writer.write inlined)
+            writer.buf = b"".join(parts)
+            if len(writer.buf) > self._server.config.write_high_water:
+                self._flush_now()
         return framing, declared
 
     def flush(self) -> None:

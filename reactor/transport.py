@@ -155,7 +155,12 @@ class Transport:
             self._stop_on_eof()
             self._eof_received(None)
             return
-        self._reader.feed(view[:n].tobytes())
+        reader = self._reader
+        if reader.pos >= len(reader.buf):  # Reader.feed, inlined: nothing held, adopt them
+            reader.buf = view[:n].tobytes()
+            reader.pos = 0
+        else:
+            reader.feed(view[:n].tobytes())
         self._data_received()
 
     def _stop_on_eof(self) -> None:
