@@ -25,6 +25,7 @@ import logging
 import socket
 import traceback
 from collections.abc import Coroutine
+from time import time as _wall_time
 from typing import TYPE_CHECKING, Any
 
 from .buffers import BufferPair, Reader
@@ -295,7 +296,16 @@ class Connection(Transport):
                 if len(reader.buf) <= reader.pos:
                     break  # nothing more held: no next request to look for
             state = proto.state
-            if state is not CLOSED and state is not HIJACKED:
+            if state is IDLE and not self._writing and self._file is None:
+                # _flush_now() for the usual end of a batch, inlined: one send, and only
+                # if the kernel does not take it all, a writer registration.
+                try:
+                    if writer.send_some():
+                        self.watch_writable()
+                        self._arm(_WRITE_TIMEOUT, self._server.config.write_timeout)
+                except OSError:
+                    self._abort()
+            elif state is not CLOSED and state is not HIJACKED:
                 if (state is HANDLING or state is DRAINING) and len(
                     reader.buf
                 ) - reader.pos > self._server.config.limits.max_read_ahead:
@@ -388,7 +398,11 @@ class Connection(Transport):
             response.detach()
             return
         try:
-            ok = not abort and response.finish()
+            if abort:
+                ok = False
+                response.detach()
+            else:
+                ok = response.finish()  # which lets go of the connection
         except Exception as exc:
             # Finishing runs handler-supplied headers through the serialiser: a bad one
             # (CR/LF in a value) is the handler's error, answered like one.
@@ -397,6 +411,7 @@ class Connection(Transport):
             if not response.head_sent:
                 response.replace_with_error(500, "500 Internal Server Error")
                 ok = response.finish()
+            response.detach()
         if ok and self._server.config.access_log:
             self._log_access(request, response)
         body = request.body
@@ -408,7 +423,6 @@ class Connection(Transport):
             except ProtocolError:
                 complete = False
         request.detach()
-        response.detach()
         if self._proto.state is CLOSED:  # sending the rest of the response found the peer gone
             return
         if not ok:
@@ -494,8 +508,12 @@ class Connection(Transport):
         ServerProtocol.response_head). ``body``, the held body in one piece, goes right
         behind the head, in one buffer append, if the framing is by length: then (and only
         then) it was taken. Returns ``(framing, declared length or -1)``."""
+        server = self._server
+        defaults = server.date_lines
+        if server.date_second != int(_wall_time()):  # default_headers(), inlined
+            defaults = server.default_headers()
         framing, declared, parts = self._proto.response_head(
-            status, headers, version, body_size, final, self._server.default_headers()
+            status, headers, version, body_size, final, defaults
         )
         if body is not None and framing == FRAMING_LENGTH:
             parts.append(body)

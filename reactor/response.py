@@ -310,21 +310,22 @@ class ResponseWriter:
             channel.write(data)
 
     def finish(self) -> bool:
-        """End the response after the handler returned (called by the connection). Returns
-        False when the framing cannot be completed (a declared Content-Length was not
-        written): the connection aborts then."""
-        if self._ended:
-            return True
+        """End the response after the handler returned (called by the connection), and let
+        go of the connection. Returns False when the framing cannot be completed (a declared
+        Content-Length was not written): the connection aborts then."""
         channel = self._channel
-        assert channel is not None
+        if self._ended or channel is None:
+            self._channel = None
+            return True
         if not self._framing:
             if not self.status:
                 self.status = 200
             self._send_head(channel, final=True)
         self._ended = _FINISHED
-        framing = self._framing
+        self._channel = None
         if self._head_only:
             return True
+        framing = self._framing
         if framing == FRAMING_CHUNKED:
             channel.write(LAST_CHUNK)
         elif framing == FRAMING_LENGTH and self._sent_body < self._declared_length:

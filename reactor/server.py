@@ -134,10 +134,12 @@ class Server:
         self._shutdown_future: Future[None] | None = None
         self._backoff_timer: Any = None
         self._grace_timer: Any = None
-        self._date_second = -1
+        #: The second ``date_lines`` were made for (connections read both directly: once
+        #: per response, a method call would cost more than the look-up).
+        self.date_second = -1
         self._clf_second = -1
         self._clf_text = ""
-        self._date_lines: tuple[bytes, bytes] = (b"", b"")
+        self.date_lines: tuple[bytes, bytes] = (b"", b"")
         self._unix_paths: list[str] = []
         #: What the HTTP protocol of every connection shares: limits, whether the handler
         #: streams, the parser of complete heads, and whether connections may be reused.
@@ -289,14 +291,14 @@ class Server:
     def default_headers(self) -> tuple[bytes, bytes]:
         """The encoded ``Date`` and ``Server`` lines, rebuilt once a second."""
         now = int(time.time())
-        if now != self._date_second:
-            self._date_second = now
+        if now != self.date_second:
+            self.date_second = now
             server = self.config.server_header
-            self._date_lines = (
+            self.date_lines = (
                 f"Date: {http_date(now)}\r\n".encode("ascii"),
                 f"Server: {server}\r\n".encode("latin-1") if server else b"",
             )
-        return self._date_lines
+        return self.date_lines
 
     def clf_time(self) -> str:
         """The access log's time, formatted at most once a second."""

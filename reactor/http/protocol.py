@@ -194,10 +194,8 @@ class ServerProtocol:
             buf.pos = 0
         else:
             buf.consume(end - buf.pos)
-        return self._start_request(head, buf)
-
-    def _start_request(self, head: RequestHead, buf: ReceiveBuffer) -> RequestHead | ConnEvent:
-        if not head.keep_alive or not self.context.reuse:
+        # What the head means (inlined: once per request).
+        if not head.keep_alive or not context.reuse:
             self.keep_alive = False
         expect = head.expect
         if expect is not None and expect != "100-continue":
@@ -210,11 +208,11 @@ class ServerProtocol:
             return head
         # A 100 Continue is owed to an HTTP/1.1 client that asked and has a body to send.
         self.continue_pending = expect is not None and head.version == "HTTP/1.1"
-        if self.context.streaming:
+        if context.streaming:
             return head
         self.head = head
         if framing == BODY_CHUNKED:
-            self.body_scan = ChunkedDecoder(self.context.limits)
+            self.body_scan = ChunkedDecoder(context.limits)
         if self._body_arrived(buf):
             self.continue_pending = False
             return self._take_head()
