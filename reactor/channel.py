@@ -1,4 +1,5 @@
-"""Channel: what a Request and its ResponseWriter may ask of their connection.
+"""Channel: what a Request and its ResponseWriter may ask of their connection, and
+ChannelSide, the connection's side of it.
 
 The one interface between the handler-facing objects (reactor/request.py, response.py) and
 the connection that serves them (reactor/connection.py implements it). They never touch the
@@ -6,20 +7,36 @@ connection's private attributes and never import connection.py; anything else th
 HTTP/1.1 on a socket (a test double, another transport) can serve them by providing this.
 A Request and ResponseWriter hold their channel only while their request runs: the
 connection detaches them when it ends, so they never keep it alive.
+
+ChannelSide is a mixin with no slots of its own that reactor/connection.py's Connection
+inherits: the services it gives a request and its response (body waits, drain, files,
+hijack), written against the transport and the protocol; the connection supplies the rest
+(``config``, ``start_response``, ``_flush_now``...). It must not import connection.py.
 """
 
 from __future__ import annotations
 
 import socket
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .buffers import BufferPair, Reader
+from .buffers import BufferPair, Reader, Writer
 from .config import ServerConfig
+from .deadline import BODY_TIMEOUT
+from .errors import BrokenConnectionError, ConnectionClosedError
 from .http.headers import Headers
+from .http.protocol import ProtocolContext, ServerProtocol
+from .http.state import ConnEvent, ConnState, HookState
 from .loop.base import Loop
 from .loop.futures import Future
 
-__all__ = ["Channel"]
+if TYPE_CHECKING:
+    from .transport import FileBody
+
+__all__ = ["Channel", "ChannelSide", "ConnectionHost"]
+
+CLOSED = ConnState.CLOSED
+HIJACKED = ConnState.HIJACKED
 
 
 class Channel(Protocol):
@@ -82,3 +99,152 @@ class Channel(Protocol):
 
     def hijack(self) -> tuple[socket.socket, BufferPair]:
         """Leave the server: the socket and the connection's own reader and writer."""
+
+
+class ConnectionHost(Protocol):
+    """What a connection needs of its server (reactor.server.Server is one). Written here,
+    not in server.py, so that connection.py need not import the server, which imports it."""
+
+    @property
+    def loop(self) -> Loop: ...
+    @property
+    def config(self) -> ServerConfig: ...
+    @property
+    def protocol_context(self) -> ProtocolContext: ...
+    @property
+    def handler(self) -> Callable[..., Any]: ...
+    @property
+    def state_hook(self) -> Callable[[socket.socket, HookState], object] | None: ...
+    @property
+    def date_lines(self) -> tuple[bytes, bytes]: ...
+    @property
+    def date_second(self) -> int: ...
+
+    def connection_ended(self, conn: Any) -> None:
+        """A connection closed or was hijacked: it leaves the server's table."""
+
+    def default_headers(self) -> tuple[bytes, bytes]:
+        """The ``Date`` and ``Server`` lines, rebuilt once a second."""
+
+    def clf_time(self) -> str:
+        """The access log's time."""
+
+
+class ChannelSide:
+    """The connection's side of the channel (a mixin of reactor.connection.Connection)."""
+
+    if not TYPE_CHECKING:  # no slots of its own (mypy would refuse the assignments below)
+        __slots__ = ()
+    else:  # what the connection (and its Transport base) provides
+
+        @property
+        def config(self) -> ServerConfig:
+            raise NotImplementedError
+
+        _loop: Loop
+        _sock: socket.socket
+        _reader: Reader
+        _writer: Writer
+        _proto: ServerProtocol
+        _eof: bool
+        _file: FileBody | None
+        _body_waiter: Future[None] | None
+        _drain_fut: Future[None] | None
+
+        def _flush_now(self) -> None: ...
+        def _arm(self, kind: int, seconds: float) -> None: ...
+        def _cancel_timer(self) -> None: ...
+        def _abort(self) -> None: ...
+        def _set_state(self, event: ConnEvent) -> ConnState:
+            raise NotImplementedError
+
+        def start_reading(self) -> None: ...
+        def queue_file(
+            self, fd: int, offset: int, count: int, close_fd: bool, waiter: Any
+        ) -> None: ...
+        def detach(self, flush_timeout: float) -> tuple[socket.socket, BufferPair]:
+            raise NotImplementedError
+
+    @property
+    def loop(self) -> Loop:
+        return self._loop
+
+    @property
+    def reader(self) -> Reader:
+        return self._reader
+
+    @property
+    def local_addr(self) -> Any:
+        try:
+            return self._sock.getsockname()
+        except OSError:
+            return None
+
+    @property
+    def closed(self) -> bool:
+        return self._proto.state is CLOSED
+
+    @property
+    def hijacked(self) -> bool:
+        return self._proto.state is HIJACKED
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue output; past the high-water mark, send what the kernel takes now."""
+        writer = self._writer
+        writer.write(data)
+        if len(writer.buf) > self.config.write_high_water:
+            self._flush_now()
+
+    def flush(self) -> None:
+        self._flush_now()
+
+    def wait_for_body(self) -> Future[None]:
+        if self._eof:
+            raise BrokenConnectionError("the client closed before sending the whole body")
+        cont = self._proto.take_continue()
+        if cont:
+            self._writer.write(cont)
+            self._flush_now()
+        fut: Future[None] = self._loop.create_future()
+        self._body_waiter = fut
+        self.start_reading()
+        # A streaming read waits at most body_timeout for the next bytes (each wait re-arms).
+        self._arm(BODY_TIMEOUT, self.config.body_timeout)
+        return fut
+
+    def drain(self) -> Future[None]:
+        fut: Future[None] = self._loop.create_future()
+        if self._proto.state is CLOSED:
+            fut.set_exception(BrokenConnectionError("the connection is closed"))
+            return fut
+        self._flush_now()
+        if self._writer.buffered() <= self.config.write_low_water:
+            fut.set_result(None)
+        else:
+            self._drain_fut = fut
+        return fut
+
+    def send_file(self, fd: int, offset: int, count: int, close_fd: bool) -> Future[None]:
+        """Queue ``count`` bytes of ``fd`` from ``offset`` behind the buffered output."""
+        fut: Future[None] = self._loop.create_future()
+        self.queue_file(fd, offset, count, close_fd, fut)
+        self._flush_now()
+        return fut
+
+    def hijack(self) -> tuple[socket.socket, BufferPair]:
+        """Leave the server: flush the head already written, unregister, cancel timers,
+        leave the table, run the HIJACKED hook; hand over the socket and our own pair."""
+        if self._proto.state is CLOSED:
+            raise ConnectionClosedError("the connection is closed")
+        if self._file is not None:
+            raise RuntimeError("hijack() while a sendfile() body is still being sent")
+        self._proto.take_continue()  # never after a hijack: the hijacker owns the socket
+        self._cancel_timer()
+        try:
+            pair = self.detach(self.config.write_timeout)
+        except OSError:
+            # No hand-over: the connection is broken (or stuck); close it like any other.
+            self._abort()
+            raise
+        self._set_state(ConnEvent.HIJACK)
+        return pair

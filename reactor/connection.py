@@ -4,14 +4,14 @@ handler.
 Transport events (reactor/transport.py, the base class) go to the sans-IO ServerProtocol
 (reactor/http/protocol.py), which says what they mean; the handler is called with a Request
 and a ResponseWriter; the bytes they produce go back out through the transport. This module
-adds what neither half knows: the timeout policy (one lazily re-armed timer per connection:
-moving a deadline later costs an attribute store, and the timer, when it fires early, re-arms
-itself for the current deadline), the handler's life (sync or a task), and ``_set_state``,
-the one method that changes the connection's state: it applies the protocol's table, updates
-the server's connection table and runs the state hook (Go's ``(*conn).setState``).
+adds what neither half knows: the timeout policy (which deadline applies when, on the one
+lazily re-armed timer of reactor/deadline.py), the handler's life (sync or a task), and
+``_set_state``, the one method that changes the connection's state: it applies the protocol's
+table, updates the server's connection table and runs the state hook (Go's
+``(*conn).setState``).
 
 Request and ResponseWriter reach the connection only through the Channel interface
-(reactor/channel.py): the public methods in the "channel" section below.
+(reactor/channel.py), which ChannelSide (there) and the "channel" section below implement.
 
 Reference discipline (docs/architecture.md, "No cycles"): the Request and ResponseWriter point
 back at the connection only while their request runs; ``_end_request`` detaches both, so an
@@ -28,14 +28,24 @@ from collections.abc import Coroutine
 from time import time as _wall_time
 from typing import TYPE_CHECKING, Any
 
-from .buffers import BufferPair, Reader
+from .accesslog import log_rejected, log_request
+from .channel import ChannelSide, ConnectionHost
 from .config import ServerConfig
-from .errors import BrokenConnectionError, ConnectionClosedError, ProtocolError
+from .deadline import (
+    BODY_TIMEOUT,
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
+    LINGER_TIMEOUT,
+    NO_DEADLINE,
+    WRITE_TIMEOUT,
+    Deadline,
+)
+from .errors import BrokenConnectionError, ProtocolError
 from .http.headers import Headers
 from .http.parser import RequestHead
 from .http.protocol import FRAMING_LENGTH, ServerProtocol
 from .http.state import HOOKS, ConnEvent, ConnState, HookState
-from .loop.base import Loop, take_exception
+from .loop.base import take_exception
 from .loop.futures import Future
 from .request import Body, Request, StreamingBody
 from .response import ResponseWriter
@@ -43,12 +53,10 @@ from .transport import Transport
 
 if TYPE_CHECKING:
     from .loop.handles import TimerHandle
-    from .server import Server
 
 __all__ = ["Connection"]
 
 log = logging.getLogger("reactor.server")
-access_log = logging.getLogger("reactor.access")
 
 NEW = ConnState.NEW
 IDLE = ConnState.IDLE
@@ -68,12 +76,12 @@ HEAD_START = ConnEvent.HEAD_START
 END = ConnEvent.END
 
 # What the one connection timer is currently measuring.
-_NO_TIMEOUT = 0
-_HEADER_TIMEOUT = 1
-_BODY_TIMEOUT = 2
-_IDLE_TIMEOUT = 3
-_WRITE_TIMEOUT = 4
-_LINGER_TIMEOUT = 5
+_NO_TIMEOUT = NO_DEADLINE
+_HEADER_TIMEOUT = HEADER_TIMEOUT
+_BODY_TIMEOUT = BODY_TIMEOUT
+_IDLE_TIMEOUT = IDLE_TIMEOUT
+_WRITE_TIMEOUT = WRITE_TIMEOUT
+_LINGER_TIMEOUT = LINGER_TIMEOUT
 
 # After an error response, how long we keep reading (and discarding) before the final close,
 # so that the client reads our response instead of a reset (Go's rstAvoidanceDelay).
@@ -91,7 +99,7 @@ def _settle(fut: Future[None] | None, error: BaseException | None = None) -> Fut
     return None
 
 
-class Connection(Transport):
+class Connection(ChannelSide, Deadline, Transport):
     """One accepted connection, from accept to close or hijack."""
 
     # Every idle connection pays for each slot: the config and limits are read through the
@@ -110,7 +118,7 @@ class Connection(Transport):
         "_timer",
     )
 
-    def __init__(self, server: Server, sock: socket.socket, remote_addr: Any = None) -> None:
+    def __init__(self, server: ConnectionHost, sock: socket.socket) -> None:
         Transport.__init__(self, server.loop, sock)
         self._server = server
         self._proto = ServerProtocol(server.protocol_context)
@@ -126,10 +134,6 @@ class Connection(Transport):
 
     def __repr__(self) -> str:
         return f"<Connection {self.remote_addr!r} {self._proto.state.name}>"
-
-    @property
-    def state(self) -> ConnState:
-        return self._proto.state
 
     @property
     def remote_addr(self) -> Any:
@@ -413,7 +417,7 @@ class Connection(Transport):
                 ok = response.finish()
             response.detach()
         if ok and self._server.config.access_log:
-            self._log_access(request, response)
+            log_request(self._server.clf_time(), request, response.status, response.body_bytes)
         body = request.body
         if body.complete:
             complete = True
@@ -440,60 +444,11 @@ class Connection(Transport):
         if not self._reading:
             self.start_reading()
 
-    def _log_access(self, request: Request, response: ResponseWriter) -> None:
-        addr = request.remote_addr
-        host = addr[0] if isinstance(addr, tuple) else (addr or "-")
-        access_log.info(
-            '%s - - [%s] "%s %s %s" %d %s',
-            host,
-            self._server.clf_time(),
-            request.method,
-            request.target,
-            request.version,
-            response.status,
-            response.body_bytes or "-",
-            # For the Combined Log Format (reactor serve --access-log-format combined).
-            extra={
-                "referer": request.headers.get("referer"),
-                "user_agent": request.headers.get("user-agent"),
-            },
-        )
-
-    # -- the channel: what Request and ResponseWriter may use (reactor/channel.py) ----------
-
-    @property
-    def loop(self) -> Loop:
-        return self._loop
+    # -- the channel (reactor/channel.py; the rest of it is ChannelSide) -----------------
 
     @property
     def config(self) -> ServerConfig:
         return self._server.config
-
-    @property
-    def reader(self) -> Reader:
-        return self._reader
-
-    @property
-    def local_addr(self) -> Any:
-        try:
-            return self._sock.getsockname()
-        except OSError:
-            return None
-
-    @property
-    def closed(self) -> bool:
-        return self._proto.state is CLOSED
-
-    @property
-    def hijacked(self) -> bool:
-        return self._proto.state is HIJACKED
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue output; past the high-water mark, send what the kernel takes now."""
-        writer = self._writer
-        writer.write(data)
-        if len(writer.buf) > self._server.config.write_high_water:
-            self._flush_now()
 
     def start_response(
         self,
@@ -527,64 +482,6 @@ class Connection(Transport):
             if len(writer.buf) > self._server.config.write_high_water:
                 self._flush_now()
         return framing, declared
-
-    def flush(self) -> None:
-        self._flush_now()
-
-    def wait_for_body(self) -> Future[None]:
-        if self._eof:
-            raise BrokenConnectionError("the client closed before sending the whole body")
-        cont = self._proto.take_continue()
-        if cont:
-            self._writer.write(cont)
-            self._flush_now()
-        fut: Future[None] = self._loop.create_future()
-        self._body_waiter = fut
-        self.start_reading()
-        # A streaming read waits at most body_timeout for the next bytes (each wait re-arms).
-        self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
-        return fut
-
-    def drain(self) -> Future[None]:
-        fut: Future[None] = self._loop.create_future()
-        if self._proto.state is CLOSED:
-            fut.set_exception(BrokenConnectionError("the connection is closed"))
-            return fut
-        self._flush_now()
-        if self._writer.buffered() <= self._server.config.write_low_water:
-            fut.set_result(None)
-        else:
-            self._drain_fut = fut
-        return fut
-
-    def send_file(self, fd: int, offset: int, count: int, close_fd: bool) -> Future[None]:
-        """Queue ``count`` bytes of ``fd`` from ``offset`` behind the buffered output."""
-        fut: Future[None] = self._loop.create_future()
-        self.queue_file(fd, offset, count, close_fd, fut)
-        self._flush_now()
-        return fut
-
-    def hijack(self) -> tuple[socket.socket, BufferPair]:
-        """Leave the server: flush the head already written, unregister, cancel timers,
-        leave the table, run the HIJACKED hook; hand over the socket and our own pair."""
-        if self._proto.state is CLOSED:
-            raise ConnectionClosedError("the connection is closed")
-        if self._file is not None:
-            raise RuntimeError("hijack() while a sendfile() body is still being sent")
-        self._proto.take_continue()  # never after a hijack: the hijacker owns the socket
-        timer = self._timer
-        self._timer = None
-        if timer is not None:
-            timer.cancel()
-        self._timeout_kind = _NO_TIMEOUT
-        try:
-            pair = self.detach(self._server.config.write_timeout)
-        except OSError:
-            # No hand-over: the connection is broken (or stuck); close it like any other.
-            self._abort()
-            raise
-        self._set_state(E.HIJACK)
-        return pair
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -657,15 +554,7 @@ class Connection(Transport):
         status = exc.status
         log.info("bad request from %s: %d %s", self.remote_addr, status, exc)
         if self._server.config.access_log:
-            # No request line could be trusted: logged as "-" like nginx does for a 400.
-            addr = self.remote_addr
-            access_log.info(
-                '%s - - [%s] "-" %d -',
-                addr[0] if isinstance(addr, tuple) else (addr or "-"),
-                self._server.clf_time(),
-                status,
-                extra={"referer": None, "user_agent": None},
-            )
+            log_rejected(self._server.clf_time(), self.remote_addr, status)
         self._writer.write(self._proto.rejection(exc, self._reader))
         self._set_state(E.REJECT)
         self._flush_now()
@@ -735,31 +624,14 @@ class Connection(Transport):
         self.start_reading()
         self._arm(_LINGER_TIMEOUT, _LINGER_SECONDS)
 
-    def _arm(self, kind: int, seconds: float) -> None:
-        self._timeout_kind = kind
-        deadline = self._loop.time() + seconds
-        self._deadline = deadline
-        timer = self._timer
-        if timer is None or timer.callback is None:
-            self._timer = self._loop.call_at(deadline, Connection._on_timer, self)
-        elif timer.when > deadline:
-            timer.cancel()
-            self._timer = self._loop.call_at(deadline, Connection._on_timer, self)
-
     def _disarm(self) -> None:
         if not self._writing:  # pending output keeps its write timeout
             self._timeout_kind = _NO_TIMEOUT
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        kind = self._timeout_kind
+    def _deadline_passed(self, kind: int) -> None:
         state = self._proto.state
-        if kind == _NO_TIMEOUT or state is CLOSED or state is HIJACKED:
+        if state is CLOSED or state is HIJACKED:
             return
-        if self._loop.time() < self._deadline:
-            self._timer = self._loop.call_at(self._deadline, Connection._on_timer, self)
-            return
-        self._timeout_kind = _NO_TIMEOUT
         try:
             self._timed_out(kind, state)
         except Exception as exc:
@@ -798,10 +670,7 @@ class Connection(Transport):
         if state is CLOSED or state is HIJACKED:
             return
         self._set_state(E.CLOSE)  # every live state may close
-        timer = self._timer
-        self._timer = None
-        if timer is not None:
-            timer.cancel()
+        self._cancel_timer()
         error = BrokenConnectionError("the connection was closed")
         self._body_waiter = _settle(self._body_waiter, error)
         self._drain_fut = _settle(self._drain_fut, error)

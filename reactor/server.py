@@ -251,7 +251,7 @@ class Server:
             self._start_connection(sock, addr)
 
     def _start_connection(self, sock: socket.socket, addr: Any) -> None:
-        conn = Connection(self, sock, addr if addr else "unix")
+        conn = Connection(self, sock)
         self._connections.add(conn)
         conn.start()
 

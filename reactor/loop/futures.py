@@ -23,10 +23,14 @@ import contextvars
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from .selector import SelectorLoop
+
+class CallSoon(Protocol):
+    """What a Future needs of its loop (SelectorLoop is one): to run callbacks soon."""
+
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> object: ...
+
 
 __all__ = ["Future", "InvalidStateError", "Task", "is_cancellation", "new_cancelled_error"]
 
@@ -63,7 +67,7 @@ class Future(Generic[T]):
 
     __slots__ = ("__weakref__", "_callbacks", "_exception", "_loop", "_result", "_state")
 
-    def __init__(self, loop: SelectorLoop) -> None:
+    def __init__(self, loop: CallSoon) -> None:
         self._loop = loop
         self._state = _PENDING
         self._result: T | None = None
@@ -182,7 +186,7 @@ class Task(Future[T]):
 
     __slots__ = ("_context", "_coro", "_must_cancel", "_waiting_on")
 
-    def __init__(self, loop: SelectorLoop, coro: Coroutine[Any, Any, T]) -> None:
+    def __init__(self, loop: CallSoon, coro: Coroutine[Any, Any, T]) -> None:
         super().__init__(loop)
         self._coro: Coroutine[Any, Any, T] | None = coro
         self._waiting_on: Future[Any] | None = None

@@ -1,0 +1,48 @@
+"""The access log: one Common Log Format line per request on the "reactor.access" logger.
+
+Owns the line's format (the Combined Log Format's Referer and User-Agent ride along as
+``extra`` fields for ``reactor serve --access-log-format combined``) and the line for a
+request that was rejected before its request line could be trusted, logged as ``"-"`` the
+way nginx logs a 400. The connection calls these when ``ServerConfig.access_log`` is on.
+Tests: tests/integration/test_cli.py (the access-log tests).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+__all__ = ["log_rejected", "log_request"]
+
+access_log = logging.getLogger("reactor.access")
+
+
+def _host(addr: Any) -> str:
+    return str(addr[0]) if isinstance(addr, tuple) else (addr or "-")
+
+
+def log_request(when: str, request: Any, status: int, body_bytes: int) -> None:
+    """``request`` is a reactor Request (its address, line and two headers are logged)."""
+    headers = request.headers
+    access_log.info(
+        '%s - - [%s] "%s %s %s" %d %s',
+        _host(request.remote_addr),
+        when,
+        request.method,
+        request.target,
+        request.version,
+        status,
+        body_bytes or "-",
+        extra={"referer": headers.get("referer"), "user_agent": headers.get("user-agent")},
+    )
+
+
+def log_rejected(when: str, addr: Any, status: int) -> None:
+    """A request answered with an error before its request line could be trusted."""
+    access_log.info(
+        '%s - - [%s] "-" %d -',
+        _host(addr),
+        when,
+        status,
+        extra={"referer": None, "user_agent": None},
+    )
