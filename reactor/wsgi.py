@@ -234,9 +234,9 @@ class WSGIHandler:
                 env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
             else:
                 env[key] = value
-        if r.host:
-            # The request's host: an absolute-form target's authority overrides the Host
-            # header (RFC 9112 section 3.2.2).
+        if r.target[:1] != "/" and r.host:
+            # An absolute-form target's authority overrides the Host header (RFC 9112
+            # section 3.2.2); for other targets the Host header is the host.
             env["HTTP_HOST"] = r.host
         if body and "CONTENT_LENGTH" not in env:
             env["CONTENT_LENGTH"] = str(len(body))  # a chunked body, now whole
