@@ -282,3 +282,16 @@ totals: 1099605871
     assert args.server_list == ["reactor", "uvicorn"] and (args.n1, args.n2) == (10, 30)
     with pytest.raises(SystemExit):
         instructions.parse_args(["--n1", "30", "--n2", "30"])
+
+
+def test_make_bench_keeps_the_instructions_section(tmp_path: Path) -> None:
+    report = tmp_path / "benchmarks.md"
+    report.write_text(
+        "# old\n\nold tables\n\n## Instructions per request (make bench-instr)\n\nkept\n"
+    )
+    assert run.kept_sections(report) == (
+        "\n## Instructions per request (make bench-instr)\n\nkept\n"
+    )
+    report.write_text("# old\n\nnothing to keep\n")
+    assert run.kept_sections(report) == ""
+    assert run.kept_sections(tmp_path / "missing.md") == ""

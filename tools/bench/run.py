@@ -283,6 +283,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# Sections of the report that other tools write (make bench-instr's), kept across a rewrite.
+KEPT_SECTIONS = ("## Instructions per request (make bench-instr)",)
+
+
+def kept_sections(path: Path) -> str:
+    """The part of an existing report from the first kept section on ("" if none)."""
+    try:
+        old = path.read_text()
+    except OSError:
+        return ""
+    starts = [i for i in (old.find(h) for h in KEPT_SECTIONS) if i >= 0]
+    return "\n" + old[min(starts) :] if starts else ""
+
+
 def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
     chart_name = None
     if args.chart:
@@ -294,8 +308,10 @@ def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
             log(f"bench: no chart ({exc}); make bench installs matplotlib")
     text = report.markdown(results, chart_name)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text)
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        text += kept_sections(out)
+        out.write_text(text)
         log(f"bench: report written to {args.output}")
     start = text.find("## Targets")
     print(text[max(0, start) : text.find("## How the peers")].rstrip())
