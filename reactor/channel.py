@@ -147,9 +147,13 @@ class ChannelSide:
         _writer: Writer
         _proto: ServerProtocol
         _eof: bool
+        _writing: bool
         _file: FileBody | None
         _body_waiter: Future[None] | None
         _drain_fut: Future[None] | None
+
+        def _response_started(self) -> bool:
+            raise NotImplementedError
 
         def _flush_now(self) -> None: ...
         def _arm(self, kind: int, seconds: float) -> None: ...
@@ -202,14 +206,16 @@ class ChannelSide:
         if self._eof:
             raise BrokenConnectionError("the client closed before sending the whole body")
         cont = self._proto.take_continue()
-        if cont:
+        if cont and not self._response_started():  # too late once the final head is out
             self._writer.write(cont)
             self._flush_now()
         fut: Future[None] = self._loop.create_future()
         self._body_waiter = fut
         self.start_reading()
-        # A streaming read waits at most body_timeout for the next bytes (each wait re-arms).
-        self._arm(BODY_TIMEOUT, self.config.body_timeout)
+        # A streaming read waits at most body_timeout for the next bytes (each wait re-arms);
+        # pending output keeps its write timeout.
+        if not self._writing:
+            self._arm(BODY_TIMEOUT, self.config.body_timeout)
         return fut
 
     def drain(self) -> Future[None]:

@@ -4,8 +4,8 @@ handler.
 Transport events (reactor/transport.py, the base class) go to the sans-IO ServerProtocol
 (reactor/http/protocol.py), which says what they mean; the handler is called with a Request
 and a ResponseWriter; the bytes they produce go back out through the transport. This module
-adds what neither half knows: the timeout policy (which deadline applies when, on the one
-lazily re-armed timer of reactor/deadline.py), the handler's life (sync or a task), and
+adds what neither half knows: the handler's life (sync or a task), the timeouts (their policy
+and the one lazily re-armed timer are the Deadline mixin, reactor/deadline.py), and
 ``_set_state``, the one method that changes the connection's state: it applies the protocol's
 table, updates the server's connection table and runs the state hook (Go's
 ``(*conn).setState``).
@@ -75,7 +75,7 @@ WAIT_BODY = ConnEvent.WAIT_BODY
 HEAD_START = ConnEvent.HEAD_START
 END = ConnEvent.END
 
-# What the one connection timer is currently measuring.
+# What the one connection timer is currently measuring (reactor/deadline.py).
 _NO_TIMEOUT = NO_DEADLINE
 _HEADER_TIMEOUT = HEADER_TIMEOUT
 _BODY_TIMEOUT = BODY_TIMEOUT
@@ -243,7 +243,8 @@ class Connection(ChannelSide, Deadline, Transport):
         try:
             state = self._proto.state
             if state is READING_BODY:
-                self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
+                if not self._writing:  # pending output keeps its write timeout
+                    self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
             elif state is LINGERING:
                 self._reader.consume(self._reader.buffered())  # discard
                 return
@@ -261,7 +262,15 @@ class Connection(ChannelSide, Deadline, Transport):
             reader = self._reader
             writer = self._writer
             high_water = self._server.config.write_high_water
-            while True:
+            while len(reader.buf) > reader.pos:  # bytes held: maybe a (next) request
+                if proto.state is IDLE and (self._file is not None or len(writer.buf) > high_water):
+                    # Output of earlier responses holds the next request back (a file body
+                    # still going out, or output over the high-water mark): send it first.
+                    self._flush_now()
+                    if self._file is not None or len(writer.buf) > high_water:
+                        if proto.state is IDLE:
+                            self._set_state(E.OUTPUT_BLOCKED)
+                        break
                 try:
                     event = proto.receive(reader)
                 except ProtocolError as exc:
@@ -271,34 +280,24 @@ class Connection(ChannelSide, Deadline, Transport):
                     break
                 if type(event) is RequestHead:
                     self._dispatch(event)
+                    if proto.state is not IDLE:
+                        break
                 elif event is WAIT_BODY:
                     self._set_state(WAIT_BODY)
                     # A buffering handler: we are about to wait for the body, so ask for it.
                     cont = proto.take_continue()
                     if cont:
                         writer.write(cont)
-                    self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
+                    if not self._writing:  # pending output keeps its write timeout
+                        self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
                     break
                 else:  # HEAD_START
                     self._set_state(HEAD_START)
-                    # Measured from the first byte; later bytes do not extend it.
-                    self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
+                    # Measured from the first byte; later bytes do not extend it. Pending
+                    # output keeps its write timeout (the head's is armed once it is sent).
+                    if not self._writing:
+                        self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
                     break
-                if proto.state is not IDLE:
-                    break
-                if self._file is not None:  # a file body is still going out: wait for it
-                    self._flush_now()
-                    if self._file is not None:
-                        self._set_state(E.OUTPUT_BLOCKED)
-                        break
-                if len(writer.buf) > high_water:
-                    self._flush_now()
-                    if len(writer.buf) > high_water:
-                        if proto.state is IDLE:
-                            self._set_state(E.OUTPUT_BLOCKED)
-                        break
-                if len(reader.buf) <= reader.pos:
-                    break  # nothing more held: no next request to look for
             state = proto.state
             if state is IDLE and not self._writing and self._file is None:
                 # _flush_now() for the usual end of a batch, inlined: one send, and only
@@ -352,9 +351,9 @@ class Connection(ChannelSide, Deadline, Transport):
             else:
                 self._end_request()
             state = self._proto.state
-            if state is IDLE:
-                self._data_received()
-            elif state is HANDLING or state is DRAINING or state is CLOSING:
+            if state is IDLE and len(self._reader.buf) > self._reader.pos:
+                self._data_received()  # pipelined requests held meanwhile
+            elif state is not CLOSED and state is not HIJACKED:
                 self._flush_now()
         except Exception as exc:
             self._internal_error(exc)
@@ -446,6 +445,12 @@ class Connection(ChannelSide, Deadline, Transport):
 
     # -- the channel (reactor/channel.py; the rest of it is ChannelSide) -----------------
 
+    def _response_started(self) -> bool:
+        """Whether the current response's head is out (a 100 Continue is then too late:
+        Go stops offering it once WriteHeader is called)."""
+        response = self._response
+        return response is not None and response.head_sent
+
     @property
     def config(self) -> ServerConfig:
         return self._server.config
@@ -525,26 +530,11 @@ class Connection(ChannelSide, Deadline, Transport):
                 self._close()  # the client left while we were draining
                 return
             self._arm_wait_timeout()
+            # Reading may have stopped at the read-ahead limit while the output drained.
+            self.start_reading()
             self._data_received()
         except Exception as exc:
             self._internal_error(exc)
-
-    def _output_drained(self) -> None:
-        state = self._proto.state
-        if state is IDLE:
-            self._arm_wait_timeout()
-        elif state is HANDLING:
-            self._disarm()
-
-    def _arm_wait_timeout(self) -> None:
-        """Between requests: the idle timeout, or the header timeout if the next request has
-        begun. While output waits for the kernel the write timeout governs instead."""
-        if self._writing:
-            return
-        if self._reader.buffered():
-            self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
-        else:
-            self._arm(_IDLE_TIMEOUT, self._server.config.idle_timeout)
 
     # -- errors, timeouts and closing -------------------------------------------------------
 
@@ -624,42 +614,6 @@ class Connection(ChannelSide, Deadline, Transport):
         self.start_reading()
         self._arm(_LINGER_TIMEOUT, _LINGER_SECONDS)
 
-    def _disarm(self) -> None:
-        if not self._writing:  # pending output keeps its write timeout
-            self._timeout_kind = _NO_TIMEOUT
-
-    def _deadline_passed(self, kind: int) -> None:
-        state = self._proto.state
-        if state is CLOSED or state is HIJACKED:
-            return
-        try:
-            self._timed_out(kind, state)
-        except Exception as exc:
-            self._internal_error(exc)
-
-    def _timed_out(self, kind: int, state: ConnState) -> None:
-        if kind == _HEADER_TIMEOUT:
-            if self._reader.buffered() and state is not CLOSING:
-                log.info("read header timeout from %s", self.remote_addr)
-                self._error_and_close(408, "408 Request Timeout: request head not received in time")
-            else:
-                self._close()
-        elif kind == _BODY_TIMEOUT and state is HANDLING:
-            # A streaming handler waited too long for body bytes: its read fails.
-            log.info("body timeout from %s (streaming handler)", self.remote_addr)
-            self._body_waiter = _settle(
-                self._body_waiter, BrokenConnectionError("the request body did not arrive in time")
-            )
-            self._abort()
-        elif kind == _BODY_TIMEOUT and state is READING_BODY:
-            log.info("body timeout from %s", self.remote_addr)
-            self._error_and_close(408, "408 Request Timeout: request body not received in time")
-        elif kind == _WRITE_TIMEOUT:
-            log.info("write timeout to %s: the client stopped reading", self.remote_addr)
-            self._abort()
-        else:  # idle, linger (or a body timeout that no longer applies)
-            self._close()
-
     def _abort(self) -> None:
         """Close now, dropping unsent output."""
         self._writer.clear()
@@ -669,11 +623,17 @@ class Connection(ChannelSide, Deadline, Transport):
         state = self._proto.state
         if state is CLOSED or state is HIJACKED:
             return
+        # Unregistered before the CLOSED hook runs: a hook that closes the socket would
+        # otherwise leave the fd number registered for the next connection to collide with.
+        self.stop_io()
         self._set_state(E.CLOSE)  # every live state may close
         self._cancel_timer()
         error = BrokenConnectionError("the connection was closed")
         self._body_waiter = _settle(self._body_waiter, error)
         self._drain_fut = _settle(self._drain_fut, error)
+        response = self._response
+        if response is not None:
+            response.connection_lost()
         request = self._request
         if request is not None and request.body.complete:
             request.notify_disconnect()

@@ -1,4 +1,5 @@
-"""Deadline: one lazily re-armed timer per object, for per-connection timeouts.
+"""Deadline: a server connection's timeouts: one lazily re-armed timer, and the policy of
+which deadline applies in which state and what happens when it passes.
 
 A connection has one deadline at a time (header, body, idle, write or linger: a "kind", an
 int the owner defines; 0 means none). Moving the deadline later, which every keep-alive
@@ -7,19 +8,43 @@ early, re-arms itself for the current deadline. Moving it earlier replaces the t
 pushes and cancellations per request were the alternative; they cost more and fill the loop's
 heap with cancelled entries.
 
-A mixin with no slots of its own: the class using it declares ``_loop``, ``_timer``,
-``_deadline`` and ``_timeout_kind`` (reactor/connection.py), so an idle connection pays for no
-extra object. The owner implements ``_deadline_passed(kind)``. Tests: the timeout tests in
-tests/integration/test_limits_timeouts.py, on an injected clock.
+The policy: a new connection and a head in progress get the header timeout (measured from the
+first byte, not extended by later ones: Go's ReadHeaderTimeout); a buffering handler's body
+the body timeout (between reads); a keep-alive connection between requests the idle timeout;
+output the kernel does not take the write timeout, which, while pending, wins over the
+others; a streaming read the body timeout; the handler itself none.
+
+A mixin with no slots of its own: reactor/connection.py's Connection declares ``_timer``,
+``_deadline`` and ``_timeout_kind`` and supplies the rest (declared below for the type
+checker), so an idle connection pays for no extra object. Tests: the timeout tests in
+tests/integration/test_limits_timeouts.py and test_core_errors.py, on an injected clock.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .errors import BrokenConnectionError
+from .http.state import ConnState
 
 if TYPE_CHECKING:
+    from .buffers import Reader
+    from .config import ServerConfig
+    from .http.protocol import ServerProtocol
     from .loop.base import Loop
+    from .loop.futures import Future
     from .loop.handles import TimerHandle
+
+log = logging.getLogger("reactor.server")
+
+NEW = ConnState.NEW
+IDLE = ConnState.IDLE
+READING_HEAD = ConnState.READING_HEAD
+READING_BODY = ConnState.READING_BODY
+HANDLING = ConnState.HANDLING
+HIJACKED = ConnState.HIJACKED
+CLOSED = ConnState.CLOSED
 
 __all__ = [
     "BODY_TIMEOUT",
@@ -50,6 +75,24 @@ class Deadline:
     _timer: TimerHandle | None
     _deadline: float
     _timeout_kind: int
+    if TYPE_CHECKING:  # what the connection supplies
+        _proto: ServerProtocol
+        _reader: Reader
+        _writing: bool
+        _body_waiter: Future[None] | None
+
+        @property
+        def config(self) -> ServerConfig:
+            raise NotImplementedError
+
+        @property
+        def remote_addr(self) -> Any:
+            raise NotImplementedError
+
+        def _error_and_close(self, status: int, text: str) -> None: ...
+        def _close(self) -> None: ...
+        def _abort(self) -> None: ...
+        def _internal_error(self, exc: BaseException) -> None: ...
 
     def _arm(self, kind: int, seconds: float) -> None:
         """The deadline is now ``seconds`` away, for ``kind``."""
@@ -82,5 +125,68 @@ class Deadline:
         self._timeout_kind = NO_DEADLINE
         self._deadline_passed(kind)
 
+    # -- the policy ----------------------------------------------------------------------
+
+    def _output_drained(self) -> None:
+        """The write timeout no longer applies: the state's own deadline does."""
+        state = self._proto.state
+        if state is IDLE:
+            self._arm_wait_timeout()
+        elif state is HANDLING:
+            self._disarm()
+        elif state is READING_HEAD:
+            self._arm(HEADER_TIMEOUT, self.config.read_header_timeout)
+        elif state is READING_BODY:
+            self._arm(BODY_TIMEOUT, self.config.body_timeout)
+
+    def _arm_wait_timeout(self) -> None:
+        """Between requests: the idle timeout, or the header timeout if the next request has
+        begun. While output waits for the kernel the write timeout governs instead."""
+        if self._writing:
+            return
+        if self._reader.buffered():
+            self._arm(HEADER_TIMEOUT, self.config.read_header_timeout)
+        else:
+            self._arm(IDLE_TIMEOUT, self.config.idle_timeout)
+
+    def _disarm(self) -> None:
+        if not self._writing:  # pending output keeps its write timeout
+            self._timeout_kind = NO_DEADLINE
+
     def _deadline_passed(self, kind: int) -> None:
-        raise NotImplementedError
+        state = self._proto.state
+        if state is CLOSED or state is HIJACKED:
+            return
+        try:
+            self._timed_out(kind, state)
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def _timed_out(self, kind: int, state: ConnState) -> None:
+        if kind == HEADER_TIMEOUT:
+            if state is HANDLING:
+                return  # a response is under way; the next head's deadline starts after it
+            if self._reader.buffered() and (state is READING_HEAD or state is IDLE or state is NEW):
+                log.info("read header timeout from %s", self.remote_addr)
+                self._error_and_close(408, "408 Request Timeout: request head not received in time")
+            else:
+                self._close()
+        elif kind == BODY_TIMEOUT and state is HANDLING:
+            if self._body_waiter is None:
+                return  # no streaming read waits: the handler has the body it asked for
+            # A streaming handler waited too long for body bytes: its read fails.
+            log.info("body timeout from %s (streaming handler)", self.remote_addr)
+            waiter, self._body_waiter = self._body_waiter, None
+            if not waiter.done():
+                waiter.set_exception(
+                    BrokenConnectionError("the request body did not arrive in time")
+                )
+            self._abort()
+        elif kind == BODY_TIMEOUT and state is READING_BODY:
+            log.info("body timeout from %s", self.remote_addr)
+            self._error_and_close(408, "408 Request Timeout: request body not received in time")
+        elif kind == WRITE_TIMEOUT:
+            log.info("write timeout to %s: the client stopped reading", self.remote_addr)
+            self._abort()
+        else:  # idle, linger (or a body timeout that no longer applies)
+            self._close()

@@ -35,10 +35,12 @@ _BODYLESS = frozenset({204, 304})
 # sendfile() bodies up to this size are read into the output buffer instead.
 _SMALL_FILE = 16 * 1024
 
-# How a response ended (``_ended``): it is open, finished by the server, or hijacked.
+# How a response ended (``_ended``): it is open, finished by the server, hijacked, or its
+# connection closed under it (the connection says so: connection_lost()).
 _OPEN = 0
 _FINISHED = 1
 _HIJACKED = 2
+_BROKEN = 3
 
 
 def _caller() -> str:
@@ -118,16 +120,15 @@ class ResponseWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Write body bytes; returns how many. Before the framing is decided they are held;
-        past ``response_buffer`` bytes, the head is sent with chunked framing. Writing to a
-        connection the client closed raises BrokenConnectionError once bytes go out (at
-        once after the head was sent; else at the flush that sends the head)."""
+        past ``response_buffer`` bytes, the head is sent with chunked framing. Writing after
+        the connection closed raises BrokenConnectionError."""
         channel = self._channel
         if self._ended or channel is None:
             if self._ended == _HIJACKED:
                 if len(data):
                     log.warning("response.write on hijacked connection from %s", _caller())
                 raise HijackedError()
-            raise ConnectionClosedError("the response is finished")
+            raise self._ended_error()
         n = len(data)
         status = self.status
         if not status:
@@ -147,10 +148,6 @@ class ResponseWriter:
                 # rest: a handler writing a large body must not make us hold all of it.
                 self._send_head(channel, final=False)
             return n
-        # Bytes now go to the connection: a closed one fails the write (before the head
-        # they are only held, and a closed connection fails the flush, as Go's bufio does).
-        if channel.closed:
-            raise BrokenConnectionError("the client connection is closed")
         total = self._sent_body + n
         if 0 <= self._declared_length < total:
             raise ValueError(
@@ -269,10 +266,19 @@ class ResponseWriter:
     def _open_channel(self) -> Channel:
         channel = self._channel
         if self._ended or channel is None:
-            raise ConnectionClosedError("the response is finished")
-        if channel.closed:
-            raise BrokenConnectionError("the client connection is closed")
+            raise self._ended_error()
         return channel
+
+    def _ended_error(self) -> Exception:
+        if self._ended == _BROKEN:
+            return BrokenConnectionError("the client connection is closed")
+        return ConnectionClosedError("the response is finished")
+
+    def connection_lost(self) -> None:
+        """The connection closed while the response was open (called by the connection):
+        every later write, flush or drain raises BrokenConnectionError."""
+        if self._ended == _OPEN:
+            self._ended = _BROKEN
 
     def _send_head(self, channel: Channel, final: bool) -> None:
         """Build the head (the protocol decides the framing, once) and queue it with the

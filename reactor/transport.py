@@ -270,10 +270,17 @@ class Transport:
 
     # -- the end --------------------------------------------------------------------------
 
+    def stop_io(self) -> None:
+        """Leave the loop: no more read or write events (the socket stays open)."""
+        if self._reading or self._writing:
+            self._loop.remove_fd(self._sock)
+            self._reading = self._writing = False
+
     def close_transport(self) -> None:
         """Unregister and close the socket; a queued file fails. Unsent output is left in
         the writer (callers decide whether it was worth a last try)."""
-        self._loop.remove_fd(self._sock)
+        if self._sock.fileno() >= 0:  # not closed under us (then it is unregistered)
+            self._loop.remove_fd(self._sock)
         self._reading = self._writing = False
         file = self._file
         if file is not None:
