@@ -192,13 +192,6 @@ class ChannelSide:
     def hijacked(self) -> bool:
         return self._proto.state is HIJACKED
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue output; past the high-water mark, send what the kernel takes now."""
-        writer = self._writer
-        writer.write(data)
-        if len(writer.buf) > self.config.write_high_water:
-            self._flush_now()
-
     def flush(self) -> None:
         self._flush_now()
 

@@ -158,14 +158,19 @@ class Connection(ChannelSide, Deadline, Transport):
         """The one place the state changes: the protocol's table, the server's connection
         table (a closed or hijacked connection leaves it), the state hook."""
         proto = self._proto
+        server = self._server
+        if server.state_hook is None:  # the usual case: no hook to tell
+            new = proto.apply(event)
+            if new is CLOSED or new is HIJACKED:
+                server.connection_ended(self)
+            return new
         old = proto.state
         new = proto.apply(event)
         if new is CLOSED or new is HIJACKED:
-            self._server.connection_ended(self)
-        if self._server.state_hook is not None:
-            hook_state = HOOKS.get((old, event))
-            if hook_state is not None:
-                self._run_hook(hook_state)
+            server.connection_ended(self)
+        hook_state = HOOKS.get((old, event))
+        if hook_state is not None:
+            self._run_hook(hook_state)
         return new
 
     def _run_hook(self, state: HookState) -> None:
@@ -444,6 +449,13 @@ class Connection(ChannelSide, Deadline, Transport):
             self.start_reading()
 
     # -- the channel (reactor/channel.py; the rest of it is ChannelSide) -----------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue output; past the high-water mark, send what the kernel takes now."""
+        writer = self._writer
+        writer.write(data)
+        if len(writer.buf) > self._server.config.write_high_water:
+            self._flush_now()
 
     def _response_started(self) -> bool:
         """Whether the current response's head is out (a 100 Continue is then too late:
