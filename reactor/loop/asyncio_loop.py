@@ -36,8 +36,8 @@ import logging
 import select
 import signal
 import threading
-import time
 from collections.abc import Callable, Coroutine
+from time import monotonic as _monotonic
 from typing import Any, TypeVar, cast
 
 from ..errors import LoopClosedError
@@ -46,8 +46,27 @@ from .handles import FdEntry, Handle, TimerHandle, TimerHeapMixin, fileno_of
 
 __all__ = ["AsyncioLoop"]
 
+_poll = select.poll
+_POLLIN = select.POLLIN
+_HANGUP = select.POLLERR | select.POLLHUP
+
 T = TypeVar("T")
 log = logging.getLogger("reactor.loop")
+
+
+def _hangup(fileno: int) -> bool:
+    """Whether ``fileno`` reports an error or a hangup. uvloop (libuv) stops watching an fd
+    after the event that reports one (a peer's RST), having called the callbacks once: a reader
+    that reads once per call would never hear of the reset, or of the rest of the data. While
+    the fd is in that state, the dispatcher calls again on the next pass, as a level-triggered
+    loop does."""
+    poller = _poll()
+    poller.register(fileno, _POLLIN)
+    try:
+        events = poller.poll(0)
+    except OSError:
+        return False
+    return bool(events) and bool(events[0][1] & _HANGUP)
 
 
 class AsyncioLoop(TimerHeapMixin):
@@ -70,6 +89,7 @@ class AsyncioLoop(TimerHeapMixin):
         self._aloop = asyncio_loop if asyncio_loop is not None else asyncio.new_event_loop()
         self._close_loop = created if close_loop is None else close_loop
         self._clock = clock
+        self.time = clock if clock is not None else _monotonic
         self._fds: dict[int, FdEntry] = {}
         self._timers: list[TimerHandle] = []
         self._timer_seq = 0
@@ -81,7 +101,9 @@ class AsyncioLoop(TimerHeapMixin):
         self._closed = False
         self._thread_id: int | None = None
         self._signals: dict[int, Any] = {}
-        self._hangup_check = type(self._aloop).__module__.startswith("uvloop")
+        uv = type(self._aloop).__module__.startswith("uvloop")
+        self._read_dispatch = self._on_read_uv if uv else self._on_read
+        self._write_dispatch = self._on_write_uv if uv else self._on_write
 
     @property
     def asyncio_loop(self) -> asyncio.AbstractEventLoop:
@@ -93,12 +115,11 @@ class AsyncioLoop(TimerHeapMixin):
 
     # -- time ---------------------------------------------------------------------------
 
-    def time(self) -> float:
-        """The loop's clock: ``time.monotonic()`` (which asyncio's own ``time()`` is; uvloop's
-        is libuv's millisecond clock, which lags it by up to a millisecond and would fire
-        timers early), or the injected clock."""
-        clock = self._clock
-        return clock() if clock is not None else time.monotonic()
+    # ``time()`` is an attribute set in ``__init__``: ``time.monotonic`` itself (which asyncio's
+    # own ``time()`` is; uvloop's is libuv's millisecond clock, which lags it by up to a
+    # millisecond and would fire timers early), or the injected clock. A builtin called
+    # directly, not a method that calls it: the connection asks once per request.
+    time: Callable[[], float]
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -112,7 +133,8 @@ class AsyncioLoop(TimerHeapMixin):
         return False
 
     def _run_handle(self, handle: Handle) -> None:
-        if self._deferred():
+        if self._waiting:  # _deferred(), inlined
+            self._aloop.stop()
             self._aloop.call_soon(self._run_handle, handle)
             return
         self._ready_count -= 1
@@ -137,51 +159,65 @@ class AsyncioLoop(TimerHeapMixin):
             # An injected clock may have moved (FakeClock.advance wakes the loop this way).
             self._check_timers()
 
-    def _on_read(self, fileno: int) -> None:
-        if self._deferred():
-            if self._hangup_check:
-                self._recall_after_hangup(fileno, self._on_read)
+    # The asyncio loop calls these with the fd's FdEntry (no table lookup per event): the
+    # entry of a registration that was removed has no callback any more. The ``_uv`` forms
+    # are registered on uvloop (see _hangup).
+
+    def _on_read(self, entry: FdEntry, fileno: int) -> None:
+        if self._waiting:  # _deferred(), inlined: once per event
+            self._aloop.stop()
             return
-        entry = self._fds.get(fileno)
-        cb = entry.reader if entry is not None else None
+        cb = entry.reader
         if cb is None:
             return
         try:
-            cb(*entry.reader_args)  # type: ignore[union-attr]
+            cb(*entry.reader_args)
         except Exception:
             log.exception("error in reader callback %r", cb)
-        if self._hangup_check and entry is not None and entry.reader is not None:
-            self._recall_after_hangup(fileno, self._on_read)
 
-    def _on_write(self, fileno: int) -> None:
-        if self._deferred():
-            if self._hangup_check:
-                self._recall_after_hangup(fileno, self._on_write)
+    def _on_write(self, entry: FdEntry, fileno: int) -> None:
+        if self._waiting:
+            self._aloop.stop()
             return
-        entry = self._fds.get(fileno)
-        cb = entry.writer if entry is not None else None
+        cb = entry.writer
         if cb is None:
             return
         try:
-            cb(*entry.writer_args)  # type: ignore[union-attr]
+            cb(*entry.writer_args)
         except Exception:
             log.exception("error in writer callback %r", cb)
-        if self._hangup_check and entry is not None and entry.writer is not None:
-            self._recall_after_hangup(fileno, self._on_write)
 
-    def _recall_after_hangup(self, fileno: int, dispatch: Callable[[int], None]) -> None:
-        """uvloop (libuv) stops watching an fd after the event that reports an error or a
-        hangup (a peer's RST), having called the callbacks once: a reader that reads once per
-        call would never hear of the reset, or of the rest of the data. While the fd is in
-        that state, call again on the next pass, as a level-triggered loop does."""
-        poller = select.poll()
-        poller.register(fileno, select.POLLIN)
-        try:
-            events = poller.poll(0)
-        except OSError:
+    def _on_read_uv(self, entry: FdEntry, fileno: int) -> None:
+        if self._waiting:
+            self._aloop.stop()
+            if _hangup(fileno):
+                self._aloop.call_soon(self._on_read_uv, entry, fileno)
             return
-        if events and events[0][1] & (select.POLLERR | select.POLLHUP):
-            self._aloop.call_soon(dispatch, fileno)
+        cb = entry.reader
+        if cb is None:
+            return
+        try:
+            cb(*entry.reader_args)
+        except Exception:
+            log.exception("error in reader callback %r", cb)
+        if entry.reader is not None and _hangup(fileno):
+            self._aloop.call_soon(self._on_read_uv, entry, fileno)
+
+    def _on_write_uv(self, entry: FdEntry, fileno: int) -> None:
+        if self._waiting:
+            self._aloop.stop()
+            if _hangup(fileno):
+                self._aloop.call_soon(self._on_write_uv, entry, fileno)
+            return
+        cb = entry.writer
+        if cb is None:
+            return
+        try:
+            cb(*entry.writer_args)
+        except Exception:
+            log.exception("error in writer callback %r", cb)
+        if entry.writer is not None and _hangup(fileno):
+            self._aloop.call_soon(self._on_write_uv, entry, fileno)
 
     # -- readers and writers --------------------------------------------------------------
 
@@ -194,9 +230,10 @@ class AsyncioLoop(TimerHeapMixin):
             raise RuntimeError(
                 f"fd {fileno} already has a reader ({entry.reader!r}); remove it first"
             )
-        self._aloop.add_reader(fileno, self._on_read, fileno)
         if entry is None:
-            entry = self._fds[fileno] = FdEntry()
+            entry = FdEntry()
+        self._aloop.add_reader(fileno, self._read_dispatch, entry, fileno)
+        self._fds[fileno] = entry
         entry.reader = callback
         entry.reader_args = args
 
@@ -224,9 +261,10 @@ class AsyncioLoop(TimerHeapMixin):
             raise RuntimeError(
                 f"fd {fileno} already has a writer ({entry.writer!r}); remove it first"
             )
-        self._aloop.add_writer(fileno, self._on_write, fileno)
         if entry is None:
-            entry = self._fds[fileno] = FdEntry()
+            entry = FdEntry()
+        self._aloop.add_writer(fileno, self._write_dispatch, entry, fileno)
+        self._fds[fileno] = entry
         entry.writer = callback
         entry.writer_args = args
 
