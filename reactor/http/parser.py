@@ -166,10 +166,11 @@ class RequestParser:
     ``max_head_bytes``, so a peer cannot make the server hold an endless run of them.
     """
 
-    __slots__ = ("_head_start", "_limits", "_line_done", "_origin", "_scan")
+    __slots__ = ("_cache", "_head_start", "_limits", "_line_done", "_origin", "_scan")
 
     def __init__(self, limits: Limits | None = None) -> None:
-        self._limits = limits if limits is not None else Limits()
+        self._limits = limits = limits if limits is not None else Limits()
+        self._cache = _cache_for(limits)
         self.reset()
 
     def reset(self) -> None:
@@ -180,28 +181,59 @@ class RequestParser:
 
     def parse(self, buf: bytes | bytearray, start: int = 0) -> tuple[RequestHead, int] | None:
         limits = self._limits
-        end_of_buf = len(buf)
         if self._origin != start:
+            # Fast path: a whole head at ``start`` whose bytes were parsed lately (a keep-alive
+            # client repeats its head): its end is the first "\n\r\n", and a cache hit means
+            # it passed every check under these limits (_parse_new keeps only heads with no
+            # empty line and not ending in LF, so no "\n\n" comes first), so nothing else is
+            # looked at. Else, when it begins with its request line, no "\n\n" (an empty
+            # line with a bare LF) comes first and everything held is within the head
+            # limit, it is parsed here; a failed try costs one search of bytes the general
+            # path below must examine anyway.
+            end_of_buf = len(buf)
+            crlf = buf.find(b"\n\r\n", start) if end_of_buf - start <= limits.max_head_bytes else -1
+            if crlf >= 0:
+                block = bytes(buf[start:crlf])
+                entry = self._cache.get(block)
+                if entry is None:
+                    first = buf[start]
+                    if first != 13 and first != 10 and buf.find(b"\n\n", start, crlf + 2) < 0:
+                        nl = buf.find(b"\n", start, crlf + 1)
+                        if nl - start - 1 > limits.max_request_line:
+                            raise LimitExceeded(
+                                f"request line exceeds {limits.max_request_line} bytes",
+                                status=414,
+                            )
+                        entry = self._parse_new(block)
+                if entry is not None:
+                    # A fresh RequestHead and Headers (over a list of its own) from the
+                    # entry, built without an __init__ call: a handler may change them.
+                    head = _new(RequestHead)
+                    (
+                        head.method,
+                        head.target,
+                        head.version,
+                        fields,
+                        head.body_framing,
+                        head.content_length,
+                        head.keep_alive,
+                        head.expect,
+                        head.upgrade,
+                        head.path,
+                        head.query,
+                        head.host,
+                    ) = entry
+                    head.headers = headers = _new(Headers)
+                    headers.fields = list(fields)
+                    headers._index = None
+                    return head, crlf + 3
             if start >= end_of_buf:
                 return None
-            # Fast path: a whole head at ``start`` that begins with its request line (the
-            # usual case: one read holds one or more complete requests). Its end is the
-            # first "\n\r\n" provided no "\n\n" (an empty line with a bare LF) comes first.
-            # Taken only when everything held is within the head limit, so a failed try
-            # costs one search of bytes the general path below must examine anyway.
-            first = buf[start]
-            if first != 13 and first != 10 and end_of_buf - start <= limits.max_head_bytes:
-                crlf = buf.find(b"\n\r\n", start)
-                if crlf >= 0 and buf.find(b"\n\n", start, crlf + 2) < 0:
-                    nl = buf.find(b"\n", start, crlf + 1)
-                    if nl - start - 1 > limits.max_request_line:
-                        raise LimitExceeded(
-                            f"request line exceeds {limits.max_request_line} bytes", status=414
-                        )
-                    return self._parse_head(bytes(buf[start:crlf])), crlf + 3
             self.reset()
             self._origin = start
             self._scan = start
+        else:
+            end_of_buf = len(buf)
         max_head = limits.max_head_bytes
         head_start = self._head_start
         if head_start < 0:
@@ -260,6 +292,14 @@ class RequestParser:
         return head, after
 
     def _parse_head(self, block: bytes) -> RequestHead:
+        entry = self._cache.get(block)
+        if entry is None:
+            entry = self._parse_new(block)
+        return _fresh_head(entry)
+
+    def _parse_new(self, block: bytes) -> _Entry:
+        """Parse and check a head not in the cache (raising for a bad one) and remember it
+        when it is small enough: the entry holds only immutable values."""
         limits = self._limits
         # latin-1 maps every byte to one character, so the text has the same offsets and
         # the grammar is checked on it exactly as on the bytes.
@@ -402,11 +442,11 @@ class RequestParser:
             keep_alive = "close" not in connection_tokens
         else:
             keep_alive = "keep-alive" in connection_tokens and "close" not in connection_tokens
-        return RequestHead(
+        entry: _Entry = (
             method,
             target,
             version,
-            Headers(items, copy=False),
+            tuple(items),
             framing,
             length,
             keep_alive,
@@ -416,11 +456,64 @@ class RequestParser:
             query,
             host,
         )
+        if len(block) <= _CACHE_BLOCK_MAX and block[-1:] != b"\n":
+            cache = self._cache
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            cache[block] = entry
+        return entry
 
 
 _FRAMING_FIELDS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "expect", "upgrade"}
 )
+
+# What a head parsed to, every value immutable: (method, target, version, fields,
+# body_framing, content_length, keep_alive, expect, upgrade, path, query, host).
+_Entry = tuple[
+    str, str, str, tuple[tuple[str, str], ...], int, int, bool, str | None, bool, str, str, str
+]
+# Keep-alive clients send the same head bytes on every request (wrk, a browser fetching a
+# page's resources), so the heads parsed lately are remembered by their raw bytes, one cache
+# per Limits (what passes depends on them). Bounded: at most _CACHE_MAX heads of at most
+# _CACHE_BLOCK_MAX bytes each, emptied when full. Only heads that passed every check are
+# kept, so a hit answers exactly what parsing would.
+_CACHE_MAX: Final = 128
+_CACHE_BLOCK_MAX: Final = 2048
+_CACHES: dict[Limits, dict[bytes, _Entry]] = {}
+_new = object.__new__
+
+
+def _cache_for(limits: Limits) -> dict[bytes, _Entry]:
+    cache = _CACHES.get(limits)
+    if cache is None:
+        if len(_CACHES) >= 8:
+            _CACHES.clear()
+        cache = _CACHES[limits] = {}
+    return cache
+
+
+def _fresh_head(entry: _Entry) -> RequestHead:
+    """A new RequestHead with a Headers of its own from a cache entry."""
+    head: RequestHead = _new(RequestHead)
+    (
+        head.method,
+        head.target,
+        head.version,
+        fields,
+        head.body_framing,
+        head.content_length,
+        head.keep_alive,
+        head.expect,
+        head.upgrade,
+        head.path,
+        head.query,
+        head.host,
+    ) = entry
+    head.headers = headers = _new(Headers)
+    headers.fields = list(fields)
+    headers._index = None
+    return head
 
 
 def _field_error(rest: str) -> None:
