@@ -6,8 +6,10 @@ byte on a socketpair) and opt-in signal handling. Must not know HTTP. Tests:
 tests/loop/test_selector_loop.py.
 
 Callbacks run only from ``run_once``: I/O callbacks for the fds the selector reported, then the
-timers that are due, then the callbacks that were queued before the pass began. A callback
-that raises is logged with its traceback and the loop goes on.
+callbacks queued before the pass or by those I/O callbacks, then the timers that are due
+(queued behind them, as in asyncio); what any of these queue waits for the next pass. A
+callback that raises is logged with its traceback and the loop goes on. ``time`` is the clock
+itself, bound on the instance.
 """
 
 from __future__ import annotations
@@ -71,8 +73,12 @@ class SelectorLoop(TimerHeapMixin):
         selector: selectors.BaseSelector | None = None,
     ) -> None:
         self._clock = clock
+        # time() is the clock itself, bound on the instance: the connection reads it once per
+        # request, and a call of the clock costs less than a method that calls it. The method
+        # below stays for the class's interface and documents it.
+        self.time = clock  # type: ignore[method-assign]
         self._selector = selector if selector is not None else selectors.DefaultSelector()
-        # On epoll, run_once polls the selector's epoll object itself (see _dispatch_epoll).
+        # On epoll, run_once polls the selector's epoll object itself.
         epoll, fd_to_key = epoll_internals(self._selector)
         self._epoll: Any = epoll
         self._fd_to_key: Any = fd_to_key
@@ -103,7 +109,8 @@ class SelectorLoop(TimerHeapMixin):
 
     def add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable. One reader per fd."""
-        self._check_closed()
+        if self._closed:
+            raise LoopClosedError("the loop is closed")
         fileno = fileno_of(fd)
         try:
             key = self._selector.get_key(fileno)
@@ -146,7 +153,8 @@ class SelectorLoop(TimerHeapMixin):
 
     def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable. One writer per fd."""
-        self._check_closed()
+        if self._closed:
+            raise LoopClosedError("the loop is closed")
         fileno = fileno_of(fd)
         try:
             key = self._selector.get_key(fileno)
@@ -239,7 +247,11 @@ class SelectorLoop(TimerHeapMixin):
 
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
         """Run ``callback(*args)`` at loop time ``when``."""
-        return self._push_timer(when, callback, args)
+        # TimerHeapMixin._push_timer inline: the connection arms its timer here.
+        seq = self._timer_seq = self._timer_seq + 1
+        timer = TimerHandle(when, seq, callback, args, self)
+        heapq.heappush(self._timers, timer)
+        return timer
 
     def next_deadline(self) -> float | None:
         """Loop time of the earliest armed timer (now, if callbacks are ready), else None.
@@ -304,10 +316,14 @@ class SelectorLoop(TimerHeapMixin):
 
     def run_once(self, timeout: float | None = None) -> None:
         """One pass: wait for I/O at most ``timeout`` seconds (None: until the next timer or
-        forever), run the I/O callbacks, the due timers, then the callbacks queued before.
+        forever), run the I/O callbacks, the callbacks queued so far, then the due timers.
         One poll waits at most a day (MAXIMUM_SELECT_TIMEOUT); a longer wait returns early,
         having run nothing, as asyncio's does."""
-        self._check_closed()
+        # The per-request path: every attribute is read once into a local, nothing is built
+        # per pass but the poll's own list, and empty timers or an empty ready queue cost one
+        # truth test each (the shape of CPython's BaseEventLoop._run_once).
+        if self._closed:
+            raise LoopClosedError("the loop is closed")
         ready = self._ready
         timers = self._timers
         # stop() needs no check here: from a callback, run() sees it after this pass; from
@@ -321,13 +337,49 @@ class SelectorLoop(TimerHeapMixin):
                     heapq.heappop(timers)
                     self._cancelled_timers -= 1
                 if timers:
-                    wait = max(0.0, timers[0].when - self._clock())
-                    timeout = wait if timeout is None else min(timeout, wait)
+                    wait = timers[0].when - self._clock()
+                    if wait < 0.0:
+                        wait = 0.0
+                    if timeout is None or wait < timeout:
+                        timeout = wait
             if timeout is not None and timeout > MAXIMUM_SELECT_TIMEOUT:
                 timeout = MAXIMUM_SELECT_TIMEOUT
         epoll = self._epoll
         if epoll is not None:
-            self._dispatch_epoll(epoll, timeout)
+            # The selector's own epoll object, polled directly: selectors' select() builds a
+            # (key, mask) tuple per event and converts masks in Python, which showed in
+            # profiles of the per-request path. Registrations still go through the selector,
+            # whose fd map gives each event its entry. Masks as in selectors.EpollSelector: an
+            # error or hang-up (EPOLLERR, EPOLLHUP) wakes both the reader and the writer.
+            fd_to_key = self._fd_to_key
+            try:
+                events = epoll.poll(-1 if timeout is None else timeout, len(fd_to_key) or 1)
+            except InterruptedError:
+                events = ()
+            for fd, mask in events:
+                key = fd_to_key.get(fd)
+                if key is None:
+                    continue
+                entry = key.data
+                if entry is None:
+                    self._drain_waker()
+                    continue
+                # Read the callbacks at dispatch time: an earlier callback in this pass may
+                # have removed them (and the fd may even be closed); a removed entry is cleared.
+                if mask & _NOT_EPOLLOUT:
+                    cb = entry.reader
+                    if cb is not None:
+                        try:
+                            cb(*entry.reader_args)
+                        except Exception:
+                            log.exception("error in reader callback %r", cb)
+                if mask & _NOT_EPOLLIN:
+                    cb = entry.writer
+                    if cb is not None:
+                        try:
+                            cb(*entry.writer_args)
+                        except Exception:
+                            log.exception("error in writer callback %r", cb)
         else:
             self._dispatch_selector(timeout)
         if timers:
@@ -339,56 +391,19 @@ class SelectorLoop(TimerHeapMixin):
                     continue
                 timer.owner = None
                 ready.append(timer)
-        for _ in range(len(ready)):
-            handle = ready.popleft()
-            cb = handle.callback
-            if cb is None:
-                continue
-            args = handle.args
-            handle.callback = handle.args = None
-            try:
-                cb(*args)  # type: ignore[misc]
-            except Exception:
-                log.exception("error in callback %r", cb)
-
-    def _dispatch_epoll(self, epoll: Any, timeout: float | None) -> None:
-        """The selector's own epoll object, polled directly: selectors' select() builds a
-        (key, mask) tuple per event and converts masks in Python, which showed in profiles
-        of the per-request path. Registrations still go through the selector, whose fd map
-        gives each event its entry. Masks as in selectors.EpollSelector: an error or hang-up
-        (EPOLLERR, EPOLLHUP) wakes both the reader and the writer."""
-        try:
-            events = epoll.poll(-1 if timeout is None else timeout, self._max_events())
-        except InterruptedError:
-            return
-        fd_to_key = self._fd_to_key
-        for fd, mask in events:
-            key = fd_to_key.get(fd)
-            if key is None:
-                continue
-            entry = key.data
-            if entry is None:
-                self._drain_waker()
-                continue
-            # Read the callbacks at dispatch time: an earlier callback in this pass may have
-            # removed them (and the fd may even be closed); a removed entry is cleared.
-            if mask & _NOT_EPOLLOUT:
-                cb = entry.reader
-                if cb is not None:
-                    try:
-                        cb(*entry.reader_args)
-                    except Exception:
-                        log.exception("error in reader callback %r", cb)
-            if mask & _NOT_EPOLLIN:
-                cb = entry.writer
-                if cb is not None:
-                    try:
-                        cb(*entry.writer_args)
-                    except Exception:
-                        log.exception("error in writer callback %r", cb)
-
-    def _max_events(self) -> int:
-        return max(len(self._fd_to_key), 1)
+        if ready:
+            popleft = ready.popleft
+            for _ in range(len(ready)):
+                handle = popleft()
+                cb = handle.callback
+                if cb is None:
+                    continue
+                args = handle.args
+                handle.callback = handle.args = None
+                try:
+                    cb(*args)  # type: ignore[misc]
+                except Exception:
+                    log.exception("error in callback %r", cb)
 
     def _dispatch_selector(self, timeout: float | None) -> None:
         events = self._selector.select(timeout)
@@ -421,9 +436,10 @@ class SelectorLoop(TimerHeapMixin):
             raise RuntimeError("the loop is already running")
         self._running = True
         self._thread_id = threading.get_ident()
+        run_once = self.run_once
         try:
             while not self._stopping:
-                self.run_once()
+                run_once()
             # Run what stop() left queued, once, so that it takes effect.
             self.run_once(0)
         finally:
