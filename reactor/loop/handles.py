@@ -74,15 +74,19 @@ class TimerHandle(Handle):
         args: tuple[Any, ...],
         owner: TimerOwner | None,
     ) -> None:
-        super().__init__(callback, args)
+        # Handle.__init__ inline (no super() call on the path that arms a timer).
+        self.callback = callback
+        self.args = args
         self.when = when
         self.seq = seq
         self.owner = owner
 
     def __lt__(self, other: TimerHandle) -> bool:
-        if self.when == other.when:
+        when = self.when
+        other_when = other.when
+        if when == other_when:
             return self.seq < other.seq
-        return self.when < other.when
+        return when < other_when
 
     def cancel(self) -> None:
         if self.callback is not None:
@@ -135,8 +139,8 @@ class TimerHeapMixin:
         self, when: float, callback: Callable[..., object], args: tuple[Any, ...]
     ) -> TimerHandle:
         """A new timer on the heap (ties keep creation order)."""
-        self._timer_seq += 1
-        timer = TimerHandle(when, self._timer_seq, callback, args, self)  # type: ignore[arg-type]
+        seq = self._timer_seq = self._timer_seq + 1
+        timer = TimerHandle(when, seq, callback, args, self)  # type: ignore[arg-type]
         heapq.heappush(self._timers, timer)
         return timer
 
