@@ -147,6 +147,40 @@ def test_fake_clock_timers_fire_without_sleeping(clocked_loop: Loop, clock: Fake
     assert time.monotonic() - started < 1
 
 
+def test_time_follows_the_injected_clock_as_it_moves(clocked_loop: Loop, clock: FakeClock) -> None:
+    # time() reads the clock on every call (SelectorLoop binds the clock itself as time).
+    assert clocked_loop.time() == clock.now
+    clock.advance(12.5)
+    assert clocked_loop.time() == clock.now
+    clock.now = 5.0
+    assert clocked_loop.time() == 5.0
+
+
+def test_time_defaults_to_the_monotonic_clock(selector_loop: SelectorLoop) -> None:
+    before = time.monotonic()
+    now = selector_loop.time()
+    assert before <= now <= time.monotonic()
+
+
+def test_queued_callbacks_then_due_timers_run_when_no_fd_is_ready() -> None:
+    # A pass with no I/O event still runs the callbacks queued before it, then the due timers
+    # (appended behind them, as in asyncio's _run_once); what they queue waits a pass.
+    clock = FakeClock()
+    lp = SelectorLoop(clock=clock)
+    try:
+        seen: list[str] = []
+        lp.call_later(1, lambda: (seen.append("timer"), lp.call_soon(seen.append, "later")))
+        lp.call_soon(seen.append, "soon")
+        clock.now += 1
+        lp.run_once(0)
+        assert seen == ["soon", "timer"]
+        lp.run_once(0)
+        assert seen == ["soon", "timer", "later"]
+        assert lp.pending_timers() == 0
+    finally:
+        lp.close()
+
+
 def test_run_once_waits_only_until_the_next_fake_timer(
     clocked_loop: Loop, clock: FakeClock
 ) -> None:
