@@ -276,35 +276,19 @@ class ServerProtocol:
         the whole body. ``defaults``: the ``Date`` and ``Server`` lines to add unless the
         handler set them. ValueError for a bad field or a body over a declared length."""
         bodyless = status < 200 or status in _BODYLESS
-        # One pass over the handler's fields: what the framing depends on, and the encoded
-        # lines (cached per (name, value): most responses repeat the same fields).
-        has_date = has_server = has_connection = False
-        declared = -1
-        lines: list[bytes] = []
-        cache = _FIELD_LINES
-        keep_alive = self.keep_alive
-        for item in headers.fields:
-            lname = item[0].lower()
-            if lname in _HEAD_FIELDS:
-                if lname == "content-length":
-                    if bodyless and status != 304:
-                        continue
-                    if declared < 0:
-                        declared = _parse_length(item[1])
-                elif lname == "transfer-encoding":
-                    continue  # the framing is ours to decide; a handler's value is replaced
-                elif lname == "date":
-                    has_date = True
-                elif lname == "server":
-                    has_server = True
-                else:  # connection
-                    has_connection = True
-                    if "close" in item[1].lower():
-                        keep_alive = False  # the handler ends the connection
-            line = cache.get(item)
-            if line is None:
-                line = _encode_field(item, lname)
-            lines.append(line)
+        # What the handler's fields mean for the head: looked up by the fields themselves
+        # (most responses repeat the same ones), else one pass over them.
+        fields = headers.fields
+        key = (status, *fields)
+        scanned = _SCANNED_FIELDS.get(key)
+        if scanned is None:
+            scanned = _scan_fields(fields, status, bodyless)
+            if scanned[6]:  # no field whose value changes per response: keep it
+                if len(_SCANNED_FIELDS) >= _SCANNED_FIELDS_MAX:
+                    _SCANNED_FIELDS.clear()
+                _SCANNED_FIELDS[key] = scanned
+        field_lines, declared, has_date, has_server, has_connection, handler_close, _ = scanned
+        keep_alive = self.keep_alive and not handler_close
         tail = b""
         if bodyless:
             framing = FRAMING_NONE
@@ -327,7 +311,11 @@ class ServerProtocol:
             if not keep_alive:
                 self.keep_alive = False
                 if has_connection:  # the handler's value may say keep-alive: ours decides
-                    lines = [ln for ln in lines if ln[:11].lower() != b"connection:"]
+                    field_lines = b"".join(
+                        ln + b"\n"
+                        for ln in field_lines.split(b"\n")
+                        if ln and ln[:11].lower() != b"connection:"
+                    )
                 tail += b"Connection: close\r\n"
             elif version == "HTTP/1.0" and not has_connection:
                 tail += b"Connection: keep-alive\r\n"
@@ -338,7 +326,7 @@ class ServerProtocol:
             line,
             b"" if has_date else defaults[0],
             b"" if has_server else defaults[1],
-            *lines,
+            field_lines,
             tail,
             b"\r\n",
         ]
@@ -386,6 +374,57 @@ class ServerProtocol:
         else:
             head_only = False
         return self.error_response(status, f"{status} {reason_phrase(status)}: {error}", head_only)
+
+
+# What a response's fields mean for its head (_scan_fields), by (status, *fields); bounded.
+_SCANNED_FIELDS: dict[tuple[object, ...], tuple[bytes, int, bool, bool, bool, bool, bool]] = {}
+_SCANNED_FIELDS_MAX = 256
+
+
+def _scan_fields(
+    fields: list[tuple[str, str]], status: int, bodyless: bool
+) -> tuple[bytes, int, bool, bool, bool, bool, bool]:
+    """One pass over a response's fields: ``(encoded lines, declared length or -1, has Date,
+    has Server, has Connection, Connection says close, cacheable)``. Cacheable: no field
+    whose value changes from one response to the next. ValueError for a bad field."""
+    has_date = has_server = has_connection = handler_close = False
+    cacheable = True
+    declared = -1
+    lines: list[bytes] = []
+    cache = _FIELD_LINES
+    for item in fields:
+        lname = item[0].lower()
+        if lname in _VOLATILE_FIELDS:
+            cacheable = False
+        if lname in _HEAD_FIELDS:
+            if lname == "content-length":
+                if bodyless and status != 304:
+                    continue
+                if declared < 0:
+                    declared = _parse_length(item[1])
+            elif lname == "transfer-encoding":
+                continue  # the framing is ours to decide; a handler's value is replaced
+            elif lname == "date":
+                has_date = True
+            elif lname == "server":
+                has_server = True
+            else:  # connection
+                has_connection = True
+                if "close" in item[1].lower():
+                    handler_close = True  # the handler ends the connection
+        line = cache.get(item)
+        if line is None:
+            line = _encode_field(item, lname)
+        lines.append(line)
+    return (
+        b"".join(lines),
+        declared,
+        has_date,
+        has_server,
+        has_connection,
+        handler_close,
+        cacheable,
+    )
 
 
 def frame_body(framing: int, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
