@@ -187,3 +187,45 @@ def test_a_reader_sees_a_reset_after_the_data(loop: Loop) -> None:
         loop.remove_fd(server_side)
         server_side.close()
     assert got == [b"pa", b"rt", ConnectionResetError]
+
+
+@pytest.mark.parametrize("backend", ASYNCIO_BACKENDS)
+def test_time_is_the_clock_itself(backend: str) -> None:
+    """``time`` is ``time.monotonic`` (or the injected clock) itself: no method in between."""
+    lp = new_loop(backend)
+    try:
+        assert lp.time is time.monotonic
+    finally:
+        lp.close()
+    ticks = iter([5.0, 7.5])
+    clocked = new_loop(backend, clock=lambda: next(ticks))
+    try:
+        assert (clocked.time(), clocked.time()) == (5.0, 7.5)
+    finally:
+        clocked.close()
+
+
+@pytest.mark.parametrize("backend", ASYNCIO_BACKENDS)
+def test_a_reader_replaced_between_events_is_the_one_called(backend: str) -> None:
+    """Readers reach the adapter with their fd's entry: a reader removed and another added on
+    the same fd (a writer keeping the entry alive) is the one called, once per event."""
+    lp = new_loop(backend)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    seen: list[str] = []
+    try:
+        lp.add_writer(a, lambda: None)
+        lp.add_reader(a, seen.append, "first")
+        lp.remove_reader(a)
+        lp.add_reader(a, lambda: seen.append(a.recv(10).decode()))
+        assert lp.registered_fds() == 1
+        b.send(b"x")
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            lp.run_once(0.5)
+        assert seen == ["x"]
+    finally:
+        lp.remove_fd(a)
+        lp.close()
+        a.close()
+        b.close()
