@@ -357,10 +357,10 @@ class SelectorLoop(TimerHeapMixin):
             except InterruptedError:
                 events = ()
             for fd, mask in events:
-                key = fd_to_key.get(fd)
-                if key is None:
+                try:
+                    entry = fd_to_key[fd].data
+                except KeyError:  # unregistered by an earlier callback of this pass
                     continue
-                entry = key.data
                 if entry is None:
                     self._drain_waker()
                     continue
