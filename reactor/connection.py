@@ -42,7 +42,6 @@ from .deadline import (
 )
 from .errors import BrokenConnectionError, ProtocolError
 from .http.headers import Headers
-from .http.parser import RequestHead
 from .http.protocol import FRAMING_LENGTH, ServerProtocol
 from .http.state import HOOKS, ConnEvent, ConnState, HookState
 from .loop.base import take_exception
@@ -283,11 +282,14 @@ class Connection(ChannelSide, Deadline, Transport):
                     return
                 if event is None:
                     break
-                if type(event) is RequestHead:
-                    self._dispatch(event)
-                    if proto.state is not IDLE:
-                        break
-                elif event is WAIT_BODY:
+                if event is HEAD_START:
+                    self._set_state(HEAD_START)
+                    # Measured from the first byte; later bytes do not extend it. Pending
+                    # output keeps its write timeout (the head's is armed once it is sent).
+                    if not self._writing:
+                        self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
+                    break
+                if event is WAIT_BODY:
                     self._set_state(WAIT_BODY)
                     # A buffering handler: we are about to wait for the body, so ask for it.
                     cont = proto.take_continue()
@@ -296,12 +298,9 @@ class Connection(ChannelSide, Deadline, Transport):
                     if not self._writing:  # pending output keeps its write timeout
                         self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
                     break
-                else:  # HEAD_START
-                    self._set_state(HEAD_START)
-                    # Measured from the first byte; later bytes do not extend it. Pending
-                    # output keeps its write timeout (the head's is armed once it is sent).
-                    if not self._writing:
-                        self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
+                # A request to dispatch (the parser made it a Request).
+                self._dispatch(event)  # type: ignore[arg-type]
+                if proto.state is not IDLE:
                     break
             state = proto.state
             if state is IDLE and not self._writing and self._file is None:
@@ -322,7 +321,7 @@ class Connection(ChannelSide, Deadline, Transport):
         except Exception as exc:
             self._internal_error(exc)
 
-    def _dispatch(self, head: RequestHead) -> None:
+    def _dispatch(self, request: Request) -> None:
         self._set_state(DISPATCH)
         if not self._writing:  # pending output keeps its write timeout
             self._timeout_kind = _NO_TIMEOUT
@@ -330,12 +329,11 @@ class Connection(ChannelSide, Deadline, Transport):
         # The response first: should building the request fail, the client is still owed
         # an answer, and _internal_error finds one with nothing sent.
         response = ResponseWriter(
-            self, head.version, head.method == "HEAD", server.config.response_buffer
+            self, request.version, request.method == "HEAD", server.config.response_buffer
         )
         self._response = response
         body_cls = StreamingBody if server.protocol_context.streaming else Body
-        body = body_cls(self, head.body_framing, head.content_length)
-        request = Request(head, body, None, self)
+        request.attach(body_cls(self, request.body_framing, request.content_length), self)
         self._request = request
         try:
             result = server.handler(response, request)

@@ -16,7 +16,6 @@ from typing import Any
 
 from .channel import Channel
 from .errors import ConnectionClosedError, HijackedError
-from .http.headers import Headers
 from .http.parser import BODY_CHUNKED, BODY_LENGTH, ChunkedDecoder, RequestHead
 from .loop.futures import Future
 
@@ -120,11 +119,14 @@ class StreamingBody(Body):
             await channel.wait_for_body()
 
 
-class Request:
+class Request(RequestHead):
     """One request: ``method``, ``target``, ``path``, ``query``, ``host`` (the authority of an
     absolute-form target, else the Host header; RFC 9112 section 3.2.2), ``version``,
     ``headers`` (case-insensitive multi-map in received order), ``remote_addr`` and
-    ``body``."""
+    ``body``, plus the rest of the parsed head (``keep_alive``, ``body_framing``...).
+
+    The parser makes the request itself (it is the parsed head: nothing is copied); the
+    connection then ``attach``es its body and itself."""
 
     __slots__ = (
         "__weakref__",
@@ -133,31 +135,17 @@ class Request:
         "_disconnected",
         "_remote_addr",
         "body",
-        "headers",
-        "host",
-        "keep_alive",
-        "method",
-        "path",
-        "query",
-        "target",
-        "version",
     )
 
-    def __init__(
-        self, head: RequestHead, body: Body, remote_addr: Any, channel: Channel | None
-    ) -> None:
-        self.method: str = head.method
-        self.target: str = head.target
-        self.version: str = head.version
-        self.headers: Headers = head.headers
-        self.keep_alive: bool = head.keep_alive
+    # Annotated here for readers and the type checker; set by attach().
+    body: Body
+    _channel: Channel | None
+
+    def attach(self, body: Body, channel: Channel | None) -> None:
+        """Give the parsed request its body and its connection (called by the connection)."""
         self.body = body
-        self._remote_addr = remote_addr
-        # Split by the parser for every target form (it rejected what does not parse).
-        self.path: str = head.path
-        self.query: str = head.query
-        self.host: str = head.host
         self._channel = channel
+        self._remote_addr = None
         self._disconnected = False
         self._disconnect_callbacks: list[Callable[[], object]] | None = None
 

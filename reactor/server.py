@@ -144,7 +144,7 @@ class Server:
         #: What the HTTP protocol of every connection shares: limits, whether the handler
         #: streams, the parser of complete heads, and whether connections may be reused.
         self.protocol_context = ProtocolContext(
-            self.config.limits, bool(getattr(handler, "reactor_streaming", False))
+            self.config.limits, bool(getattr(handler, "reactor_streaming", False)), Request
         )
 
     @property

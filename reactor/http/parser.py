@@ -164,13 +164,27 @@ class RequestParser:
 
     Empty lines before the request line are skipped (RFC 9112 2.2) and count toward
     ``max_head_bytes``, so a peer cannot make the server hold an endless run of them.
+
+    ``head_class``: what heads are made as, RequestHead or a subclass of it (the server's
+    Request is one: the parsed head then is the request, with nothing copied).
     """
 
-    __slots__ = ("_cache", "_head_start", "_limits", "_line_done", "_origin", "_scan")
+    __slots__ = (
+        "_cache",
+        "_head_class",
+        "_head_start",
+        "_limits",
+        "_line_done",
+        "_origin",
+        "_scan",
+    )
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(
+        self, limits: Limits | None = None, head_class: type[RequestHead] = RequestHead
+    ) -> None:
         self._limits = limits = limits if limits is not None else Limits()
         self._cache = _cache_for(limits)
+        self._head_class = head_class
         self.reset()
 
     def reset(self) -> None:
@@ -208,7 +222,7 @@ class RequestParser:
                 if entry is not None:
                     # A fresh RequestHead and Headers (over a list of its own) from the
                     # entry, built without an __init__ call: a handler may change them.
-                    head = _new(RequestHead)
+                    head = _new(self._head_class)
                     (
                         head.method,
                         head.target,
@@ -295,7 +309,7 @@ class RequestParser:
         entry = self._cache.get(block)
         if entry is None:
             entry = self._parse_new(block)
-        return _fresh_head(entry)
+        return _fresh_head(entry, self._head_class)
 
     def _parse_new(self, block: bytes) -> _Entry:
         """Parse and check a head not in the cache (raising for a bad one) and remember it
@@ -493,9 +507,9 @@ def _cache_for(limits: Limits) -> dict[bytes, _Entry]:
     return cache
 
 
-def _fresh_head(entry: _Entry) -> RequestHead:
-    """A new RequestHead with a Headers of its own from a cache entry."""
-    head: RequestHead = _new(RequestHead)
+def _fresh_head(entry: _Entry, head_class: type[RequestHead]) -> RequestHead:
+    """A new head with a Headers of its own from a cache entry."""
+    head: RequestHead = _new(head_class)
     (
         head.method,
         head.target,

@@ -92,15 +92,22 @@ class ProtocolContext:
     parser for complete heads, and whether connections may still be reused (not after
     shutdown has begun)."""
 
-    __slots__ = ("limits", "parser", "reuse", "streaming")
+    __slots__ = ("head_class", "limits", "parser", "reuse", "streaming")
 
-    def __init__(self, limits: Limits | None = None, streaming: bool = False) -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        streaming: bool = False,
+        head_class: type[RequestHead] = RequestHead,
+    ) -> None:
         self.limits = limits if limits is not None else Limits()
         self.streaming = streaming
         self.reuse = True
+        # What parsed heads are made as (the server's Request: see RequestParser).
+        self.head_class = head_class
         # Parses every complete head; only its fast path is used across connections (a
         # connection whose head arrives in pieces gets a parser of its own).
-        self.parser = RequestParser(self.limits)
+        self.parser = RequestParser(self.limits, head_class)
 
 
 class ServerProtocol:
@@ -174,7 +181,7 @@ class ServerProtocol:
                     # A partial head: from now on this connection remembers how far it
                     # searched, in a parser of its own.
                     context.parser.reset()
-                    parser = self.parser = RequestParser(context.limits)
+                    parser = self.parser = RequestParser(context.limits, context.head_class)
                     parsed = parser.parse(data, buf.pos)
             else:
                 parsed = parser.parse(data, buf.pos)

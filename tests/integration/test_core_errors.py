@@ -39,12 +39,10 @@ def test_an_exception_in_server_code_answers_500_and_closes(
 ) -> None:
     """Building the request fails (any bug of ours between the parse and the handler): the
     client gets a 500 and EOF, the error is logged once, nothing stays registered."""
-    import reactor.connection
-
-    def broken_request(*args: Any, **kwargs: Any) -> Request:
+    def broken_attach(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("a bug in the server")
 
-    monkeypatch.setattr(reactor.connection, "Request", broken_request)
+    monkeypatch.setattr(Request, "attach", broken_attach)
     srv = serve(hello)
     fds_before = srv.call(lambda: srv.loop.registered_fds())
     with caplog.at_level(logging.ERROR, logger="reactor.server"), srv.connect() as s:
