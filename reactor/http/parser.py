@@ -1,9 +1,10 @@
 """The incremental HTTP/1.1 request parser (RFC 9112, RFC 9110). Sans-IO.
 
 Owns: finding the end of a request head without rescanning, parsing and validating the request
-line and header fields, deciding the body framing once (RFC 9112 section 6.3), and decoding
-chunked bodies. It reads from a buffer it is given and returns offsets; it never touches a
-socket, a selector or the loop (tests/http/test_sans_io.py checks the imports). Tests:
+line and header fields, and deciding the body framing once (RFC 9112 section 6.3); chunked
+bodies are decoded by reactor/http/chunked.py (re-exported here). It reads from a buffer it
+is given and returns offsets; it never touches a socket, a selector or the loop
+(tests/http/test_sans_io.py checks the imports). Tests:
 tests/http/test_parser.py, test_parser_hypothesis.py, test_h11_differential.py.
 
 Errors are ProtocolError / LimitExceeded carrying the status to answer with.
@@ -16,6 +17,7 @@ from ipaddress import IPv6Address
 from typing import Final
 
 from ..errors import LimitExceeded, ProtocolError
+from .chunked import ChunkedDecoder, show
 from .headers import Headers
 from .limits import Limits
 
@@ -41,12 +43,9 @@ _METHOD_RE = re.compile(rb"[" + _TCHAR + rb"]+")
 _REQUEST_LINE_RE = re.compile(rb"([^ ]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 _VERSION_LIKE_RE = re.compile(rb"[^ ]+ [^ ]+ HTTP/[0-9]+\.[0-9]+")
 # field-line = field-name ":" OWS field-value OWS (RFC 9112 5); field-value characters are
-# VCHAR, obs-text, SP and HTAB (RFC 9110 5.5).
-_FIELD_RE = re.compile(
-    rb"([" + _TCHAR + rb"]+):[ \t]*((?:[\x21-\x7e\x80-\xff](?:[ \t]*[\x21-\x7e\x80-\xff])*)?)[ \t]*"
-)
-# The same field-line grammar on the latin-1 decoded head, applied to the whole header section
-# at once: one C-level pass validates every line, a second extracts the (name, value) pairs.
+# VCHAR, obs-text, SP and HTAB (RFC 9110 5.5). The grammar on the latin-1 decoded head,
+# applied to the whole header section at once: one C-level pass validates every line, a
+# second extracts the (name, value) pairs.
 _FIELD_NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _FIELD_VALUE = r"(?:[\x21-\x7e\x80-\xff](?:[ \t\x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
 _FIELDS_VALID = re.compile(
@@ -60,14 +59,6 @@ _REQUEST_LINE_STR_RE = re.compile(
     r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])"
 )
 _REQUEST_LINE_LOOSE_RE = re.compile(r"([^ ]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
-_CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;.*)?")
-_CHUNK_EXT_RE = re.compile(
-    rb"(?:[ \t]*;[ \t]*["
-    + _TCHAR
-    + rb"]+(?:[ \t]*=[ \t]*(?:["
-    + _TCHAR
-    + rb"]+|\"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*\"))?)*[ \t]*"
-)
 _DIGITS_RE = re.compile(r"[0-9]+")
 _OWS = " \t"
 _EMPTY_LINES_RE = re.compile(rb"(?:\r?\n)*")
@@ -331,13 +322,13 @@ class RequestParser:
         if match is None:
             loose = _REQUEST_LINE_LOOSE_RE.fullmatch(line)
             if loose is not None:
-                raise ProtocolError(f"invalid method {_show(loose.group(1).encode('latin-1'))}")
+                raise ProtocolError(f"invalid method {show(loose.group(1).encode('latin-1'))}")
             raw_line = line.encode("latin-1")
             if _VERSION_LIKE_RE.fullmatch(raw_line) and not raw_line.endswith(
                 (b"HTTP/1.1", b"HTTP/1.0")
             ):
-                raise ProtocolError(f"unsupported HTTP version in {_show(raw_line)}", status=505)
-            raise ProtocolError(f"malformed request line {_show(raw_line)}")
+                raise ProtocolError(f"unsupported HTTP version in {show(raw_line)}", status=505)
+            raise ProtocolError(f"malformed request line {show(raw_line)}")
         method, target, major, minor = match.groups()
         if major != "1" or (minor != "1" and minor != "0"):
             raise ProtocolError(f"unsupported HTTP version {major}.{minor}", status=505)
@@ -543,8 +534,8 @@ def _field_error(rest: str) -> None:
             raise ProtocolError("obsolete line folding in header field")
         name = raw.split(b":", 1)[0]
         if b":" in raw and name.rstrip(b" \t") != name:
-            raise ProtocolError(f"whitespace before the colon in header field {_show(raw)}")
-        raise ProtocolError(f"invalid header field {_show(raw)}")
+            raise ProtocolError(f"whitespace before the colon in header field {show(raw)}")
+        raise ProtocolError(f"invalid header field {show(raw)}")
     raise ProtocolError("invalid header section")
 
 
@@ -581,7 +572,7 @@ def _split_target(method: str, target: str) -> tuple[str, str, str | None]:
             or len(m.group(2)) > 5
         ):
             raise ProtocolError(
-                f"CONNECT needs an authority-form target, got {_show(target.encode('ascii'))}"
+                f"CONNECT needs an authority-form target, got {show(target.encode('ascii'))}"
             )
         return target, "", target
     if target == "*":
@@ -590,7 +581,7 @@ def _split_target(method: str, target: str) -> tuple[str, str, str | None]:
         return "*", "", None
     m = _ABSOLUTE_RE.fullmatch(target)
     if m is None:
-        raise ProtocolError(f"invalid request target {_show(target.encode('ascii'))}")
+        raise ProtocolError(f"invalid request target {show(target.encode('ascii'))}")
     scheme, authority, rest = m.groups()
     a = _AUTHORITY_RE.fullmatch(authority)
     if (
@@ -601,7 +592,7 @@ def _split_target(method: str, target: str) -> tuple[str, str, str | None]:
         or (not a.group(1) and scheme.lower() in ("http", "https"))
     ):
         raise ProtocolError(
-            f"invalid authority {_show(authority.encode('ascii'))} in the request target"
+            f"invalid authority {show(authority.encode('ascii'))} in the request target"
         )
     path, _, query = rest.partition("#")[0].partition("?")
     return path or "/", query, authority
@@ -627,133 +618,3 @@ def _ip_literal_ok(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _show(raw: bytes, limit: int = 60) -> str:
-    text = repr(raw[:limit])[2:-1]
-    return text + ("..." if len(raw) > limit else "")
-
-
-# Chunked decoding states.
-_SIZE: Final = 0
-_DATA: Final = 1
-_DATA_END: Final = 2
-_TRAILER: Final = 3
-_DONE: Final = 4
-
-
-class ChunkedDecoder:
-    """Incremental chunked-body decoder (RFC 9112 7.1).
-
-    Every line end of the framing (after a size line, after the data, after the last chunk,
-    after each trailer field and the final empty line) must be CRLF; a bare LF is a 400
-    whatever the split of the input.
-
-    ``feed(buf, pos, end, out, max_out)`` consumes from ``buf[pos:end]`` and returns the new
-    position; decoded data is appended to ``out`` (a list of bytes) when ``out`` is given, or
-    only counted when it is None (the scanner that tells whether a whole body has arrived).
-    ``done`` is true once the last chunk and the trailer section were consumed; ``trailers``
-    then holds the trailer fields.
-    """
-
-    __slots__ = ("_limits", "_remaining", "_state", "_trailer_count", "decoded", "trailers")
-
-    def __init__(self, limits: Limits | None = None) -> None:
-        self._limits = limits if limits is not None else Limits()
-        self._state = _SIZE
-        self._remaining = 0
-        self._trailer_count = 0
-        self.decoded = 0
-        self.trailers: list[tuple[str, str]] = []
-
-    @property
-    def done(self) -> bool:
-        return self._state == _DONE
-
-    def feed(
-        self,
-        buf: bytes | bytearray,
-        pos: int,
-        end: int,
-        out: list[bytes] | None = None,
-        max_out: int = -1,
-    ) -> int:
-        limits = self._limits
-        max_line = limits.max_chunk_line
-        while pos < end:
-            state = self._state
-            if state == _DONE:
-                # Bytes after the body belong to the next request, never to this one.
-                return pos
-            if state == _DATA:
-                take = min(self._remaining, end - pos)
-                if out is not None:
-                    if max_out == 0:
-                        return pos
-                    if 0 < max_out < take:
-                        take = max_out
-                    out.append(bytes(buf[pos : pos + take]))
-                    max_out -= take
-                pos += take
-                self._remaining -= take
-                if self._remaining == 0:
-                    self._state = _DATA_END
-                continue
-            if state == _DATA_END:
-                # Exactly CRLF after the data, never a bare LF; look at those two bytes only.
-                if buf[pos] != 13:
-                    raise ProtocolError("chunk data not followed by CRLF")
-                if pos + 1 >= end:
-                    return pos
-                if buf[pos + 1] != 10:
-                    raise ProtocolError("chunk data not followed by CRLF")
-                pos += 2
-                self._state = _SIZE
-                continue
-            # A line may hold max_line bytes plus its LF; search no further than that.
-            nl = buf.find(b"\n", pos, min(end, pos + max_line + 1))
-            if nl < 0:
-                if end - pos > max_line:
-                    what = "chunk-size line" if state == _SIZE else "trailer field"
-                    raise ProtocolError(f"{what} exceeds {max_line} bytes")
-                return pos
-            # Every line of the framing ends in CRLF: a bare LF is a 400, not a line end
-            # (lenient chunk framing is a request-smuggling vector).
-            if nl == pos or buf[nl - 1] != 13:
-                what = "chunk-size line" if state == _SIZE else "trailer section line"
-                raise ProtocolError(f"{what} ends in a bare LF, not CRLF")
-            line = bytes(buf[pos : nl - 1])
-            pos = nl + 1
-            if state == _SIZE:
-                m = _CHUNK_SIZE_RE.fullmatch(line)
-                if m is None:
-                    raise ProtocolError(f"invalid chunk size line {_show(line)}")
-                ext = m.group(2)
-                if ext is not None and _CHUNK_EXT_RE.fullmatch(ext) is None:
-                    raise ProtocolError(f"invalid chunk extension {_show(ext)}")
-                size = int(m.group(1), 16)
-                self.decoded += size
-                if limits.max_body_size and self.decoded > limits.max_body_size:
-                    raise LimitExceeded(
-                        f"chunked body exceeds the body limit of {limits.max_body_size} bytes",
-                        status=413,
-                    )
-                if size == 0:
-                    self._state = _TRAILER
-                else:
-                    self._remaining = size
-                    self._state = _DATA
-            else:  # _TRAILER
-                if not line:
-                    self._state = _DONE
-                    return pos
-                fm = _FIELD_RE.fullmatch(line)
-                if fm is None:
-                    raise ProtocolError(f"invalid trailer field {_show(line)}")
-                self._trailer_count += 1
-                if self._trailer_count > limits.max_header_count:
-                    raise LimitExceeded(
-                        f"more than {limits.max_header_count} trailer fields", status=431
-                    )
-                self.trailers.append((fm.group(1).decode("ascii"), fm.group(2).decode("latin-1")))
-        return pos

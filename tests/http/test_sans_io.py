@@ -87,6 +87,7 @@ def test_importing_reactor_http_loads_no_io_module() -> None:
     assert {m for m in modules["new"] if m.startswith("reactor.")} <= {
         "reactor.errors",
         "reactor.http",
+        "reactor.http.chunked",
         "reactor.http.headers",
         "reactor.http.limits",
         "reactor.http.parser",
