@@ -39,6 +39,7 @@ def test_an_exception_in_server_code_answers_500_and_closes(
 ) -> None:
     """Building the request fails (any bug of ours between the parse and the handler): the
     client gets a 500 and EOF, the error is logged once, nothing stays registered."""
+
     def broken_attach(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("a bug in the server")
 
