@@ -248,6 +248,8 @@ class ResponseWriter:
         the connection's own reader and writer. See docs/hijack.md."""
         if self._ended == _HIJACKED:
             raise HijackedError()
+        if self._ended == _BROKEN:  # the connection closed under the handler
+            raise ConnectionClosedError("the connection is closed")
         channel = self._channel
         if channel is None or self._ended:
             raise RuntimeError("hijack() called after the handler finished")
