@@ -282,60 +282,32 @@ class ServerProtocol:
         ``body_size`` bytes are written already; ``final``: the handler returned, so they are
         the whole body. ``defaults``: the ``Date`` and ``Server`` lines to add unless the
         handler set them. ValueError for a bad field or a body over a declared length."""
-        bodyless = status < 200 or status in _BODYLESS
-        # What the handler's fields mean for the head: looked up by the fields themselves
-        # (most responses repeat the same ones), else one pass over them.
+        # The shape of the head (framing, status line, the encoded fields, what the server
+        # adds) depends on these alone; most responses repeat one, so it is looked up.
         fields = headers.fields
-        key = (status, *fields)
-        scanned = _SCANNED_FIELDS.get(key)
-        if scanned is None:
-            scanned = _scan_fields(fields, status, bodyless)
-            if scanned[6]:  # no field whose value changes per response: keep it
-                if len(_SCANNED_FIELDS) >= _SCANNED_FIELDS_MAX:
-                    _SCANNED_FIELDS.clear()
-                _SCANNED_FIELDS[key] = scanned
-        field_lines, declared, has_date, has_server, has_connection, handler_close, _ = scanned
-        keep_alive = self.keep_alive and not handler_close
-        tail = b""
-        if bodyless:
-            framing = FRAMING_NONE
-        elif declared >= 0:
-            if declared < body_size:
-                raise ValueError(
-                    f"body of {body_size} bytes exceeds the declared Content-Length {declared}"
-                )
-            framing = FRAMING_LENGTH
-        elif final:
-            framing = FRAMING_LENGTH
-            tail = b"Content-Length: %d\r\n" % body_size
-        elif version == "HTTP/1.1":
-            framing = FRAMING_CHUNKED
-            tail = b"Transfer-Encoding: chunked\r\n"
-        else:
-            framing = FRAMING_CLOSE
-            keep_alive = False
-        if status != 101:
-            if not keep_alive:
-                self.keep_alive = False
-                if has_connection:  # the handler's value may say keep-alive: ours decides
-                    field_lines = b"".join(
-                        ln + b"\n"
-                        for ln in field_lines.split(b"\n")
-                        if ln and ln[:11].lower() != b"connection:"
-                    )
-                tail += b"Connection: close\r\n"
-            elif version == "HTTP/1.0" and not has_connection:
-                tail += b"Connection: keep-alive\r\n"
-        line = _STATUS_LINES_11.get(status)
-        if line is None:
-            line = _STATUS_LINES_11[status] = status_line(status, "HTTP/1.1")
+        keep_alive = self.keep_alive
+        key = (status, version, keep_alive, final, *fields)
+        shape = _HEAD_SHAPES.get(key)
+        if shape is None:
+            shape = _head_shape(status, fields, version, keep_alive, final)
+            if shape[9]:  # no field whose value changes per response: keep it
+                if len(_HEAD_SHAPES) >= _HEAD_SHAPES_MAX:
+                    _HEAD_SHAPES.clear()
+                _HEAD_SHAPES[key] = shape
+        framing, declared, line, has_date, has_server, middle, add_length, end, reuse, _ = shape
+        if -1 < declared < body_size:
+            raise ValueError(
+                f"body of {body_size} bytes exceeds the declared Content-Length {declared}"
+            )
+        if not reuse:
+            self.keep_alive = False
         parts = [
             line,
             b"" if has_date else defaults[0],
             b"" if has_server else defaults[1],
-            field_lines,
-            tail,
-            b"\r\n",
+            middle,
+            b"Content-Length: %d\r\n" % body_size if add_length else b"",
+            end,
         ]
         return framing, declared, parts
 
@@ -383,9 +355,67 @@ class ServerProtocol:
         return self.error_response(status, f"{status} {reason_phrase(status)}: {error}", head_only)
 
 
-# What a response's fields mean for its head (_scan_fields), by (status, *fields); bounded.
-_SCANNED_FIELDS: dict[tuple[object, ...], tuple[bytes, int, bool, bool, bool, bool, bool]] = {}
-_SCANNED_FIELDS_MAX = 256
+# Head shapes (_head_shape) by (status, version, keep-alive, final, *fields); bounded.
+_HeadShape = tuple[int, int, bytes, bool, bool, bytes, bool, bytes, bool, bool]
+_HEAD_SHAPES: dict[tuple[object, ...], _HeadShape] = {}
+_HEAD_SHAPES_MAX = 256
+
+
+def _head_shape(
+    status: int, fields: list[tuple[str, str]], version: str, keep_alive: bool, final: bool
+) -> _HeadShape:
+    """Everything of a response head but the body size and the Date/Server values:
+    ``(framing, declared length or -1, status line, has Date, has Server, the fields and
+    framing line, whether a Content-Length line for the body size follows, the rest through
+    the empty line, whether the connection may be reused, cacheable)``. ValueError for a bad
+    field."""
+    bodyless = status < 200 or status in _BODYLESS
+    field_lines, declared, has_date, has_server, has_connection, handler_close, cacheable = (
+        _scan_fields(fields, status, bodyless)
+    )
+    keep_alive = keep_alive and not handler_close
+    framing_line = b""
+    add_length = False
+    if bodyless:
+        framing = FRAMING_NONE
+    elif declared >= 0:
+        framing = FRAMING_LENGTH
+    elif final:
+        framing = FRAMING_LENGTH
+        add_length = True
+    elif version == "HTTP/1.1":
+        framing = FRAMING_CHUNKED
+        framing_line = b"Transfer-Encoding: chunked\r\n"
+    else:
+        framing = FRAMING_CLOSE
+        keep_alive = False
+    end = b"\r\n"
+    if status != 101:
+        if not keep_alive:
+            if has_connection:  # the handler's value may say keep-alive: ours decides
+                field_lines = b"".join(
+                    ln + b"\n"
+                    for ln in field_lines.split(b"\n")
+                    if ln and ln[:11].lower() != b"connection:"
+                )
+            end = b"Connection: close\r\n\r\n"
+        elif version == "HTTP/1.0" and not has_connection:
+            end = b"Connection: keep-alive\r\n\r\n"
+    line = _STATUS_LINES_11.get(status)
+    if line is None:
+        line = _STATUS_LINES_11[status] = status_line(status, "HTTP/1.1")
+    return (
+        framing,
+        declared,
+        line,
+        has_date,
+        has_server,
+        field_lines + framing_line,
+        add_length,
+        end,
+        keep_alive or status == 101,  # a 101 leaves the connection to whoever takes it
+        cacheable,
+    )
 
 
 def _scan_fields(
