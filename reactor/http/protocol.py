@@ -464,13 +464,6 @@ def _scan_fields(
     )
 
 
-def frame_body(framing: int, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
-    """The pieces that carry ``data`` (non-empty) in a body of the given framing."""
-    if framing == FRAMING_CHUNKED:
-        return (b"%x\r\n" % len(data), bytes(data), b"\r\n")
-    return (bytes(data),)
-
-
 def _encode_field(item: tuple[str, str], lname: str) -> bytes:
     line = encode_fields((item,))
     if lname not in _VOLATILE_FIELDS:

@@ -25,7 +25,6 @@ from reactor.http.protocol import (
     FRAMING_NONE,
     ProtocolContext,
     ServerProtocol,
-    frame_body,
 )
 from reactor.http.state import ConnEvent, ConnState, InvalidTransition
 
@@ -378,12 +377,6 @@ def test_framing_table(
 def test_bad_or_too_small_declared_length_is_a_value_error(value: str) -> None:
     with pytest.raises(ValueError):
         respond(200, [("Content-Length", value)], size=5)
-
-
-def test_frame_body() -> None:
-    assert frame_body(FRAMING_CHUNKED, b"hello") == (b"5\r\n", b"hello", b"\r\n")
-    assert frame_body(FRAMING_LENGTH, memoryview(b"hi")) == (b"hi",)
-    assert frame_body(FRAMING_CLOSE, bytearray(b"x" * 17)) == (b"x" * 17,)
 
 
 # -- rejections ------------------------------------------------------------------------------
