@@ -42,6 +42,7 @@ from .deadline import (
 )
 from .errors import BrokenConnectionError, ProtocolError
 from .http.headers import Headers
+from .http.parser import BODY_NONE
 from .http.protocol import FRAMING_LENGTH, ServerProtocol
 from .http.state import HOOKS, ConnEvent, ConnState, HookState
 from .loop.base import take_exception
@@ -205,7 +206,7 @@ class Connection(ChannelSide, Deadline, Transport):
                     self._body_waiter, BrokenConnectionError("the client closed the connection")
                 )
             request = self._request
-            if request is not None and request.body.complete:
+            if request is not None and request.body_complete:
                 request.notify_disconnect()
             if error is not None:
                 self._abort()
@@ -332,8 +333,12 @@ class Connection(ChannelSide, Deadline, Transport):
             self, request.version, request.method == "HEAD", server.config.response_buffer
         )
         self._response = response
-        body_cls = StreamingBody if server.protocol_context.streaming else Body
-        request.attach(body_cls(self, request.body_framing, request.content_length), self)
+        if server.protocol_context.streaming:
+            request.attach(StreamingBody(self, request.body_framing, request.content_length), self)
+        elif request.body_framing != BODY_NONE:
+            request.attach(Body(self, request.body_framing, request.content_length), self)
+        else:  # no body: an empty one is made only if the handler asks for it
+            request.attach(None, self)
         self._request = request
         try:
             result = server.handler(response, request)
@@ -420,15 +425,7 @@ class Connection(ChannelSide, Deadline, Transport):
             response.detach()
         if ok and self._server.config.access_log:
             log_request(self._server.clf_time(), request, response.status, response.body_bytes)
-        body = request.body
-        if body.complete:
-            complete = True
-        else:
-            try:
-                complete = body.skip_rest()
-            except ProtocolError:
-                complete = False
-        request.detach()
+        complete = request.end()  # the unread rest of its body discarded if all here
         if self._proto.state is CLOSED:  # sending the rest of the response found the peer gone
             return
         if not ok:
@@ -645,7 +642,7 @@ class Connection(ChannelSide, Deadline, Transport):
         if response is not None:
             response.connection_lost()
         request = self._request
-        if request is not None and request.body.complete:
+        if request is not None and request.body_complete:
             request.notify_disconnect()
         self.close_transport()
 

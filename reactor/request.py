@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .channel import Channel
-from .errors import ConnectionClosedError, HijackedError
+from .errors import ConnectionClosedError, HijackedError, ProtocolError
 from .http.parser import BODY_CHUNKED, BODY_LENGTH, ChunkedDecoder, RequestHead
 from .loop.futures import Future
 
@@ -130,24 +130,55 @@ class Request(RequestHead):
 
     __slots__ = (
         "__weakref__",
+        "_body",
         "_channel",
         "_disconnect_callbacks",
         "_disconnected",
         "_remote_addr",
-        "body",
     )
 
     # Annotated here for readers and the type checker; set by attach().
-    body: Body
+    _body: Body | None
     _channel: Channel | None
 
-    def attach(self, body: Body, channel: Channel | None) -> None:
-        """Give the parsed request its body and its connection (called by the connection)."""
-        self.body = body
+    def attach(self, body: Body | None, channel: Channel | None) -> None:
+        """Give the parsed request its body (None: it has none, and a buffering handler's
+        empty Body is made if asked for) and its connection (called by the connection)."""
+        self._body = body
         self._channel = channel
         self._remote_addr = None
         self._disconnected = False
         self._disconnect_callbacks: list[Callable[[], object]] | None = None
+
+    @property
+    def body(self) -> Body:
+        """The request body (read it with ``read()``; ``await`` it in a streaming handler)."""
+        body = self._body
+        if body is None:  # a request without a body: made only for a handler that looks
+            body = self._body = Body(None, BODY_LENGTH, 0)
+        return body
+
+    @property
+    def body_complete(self) -> bool:
+        """Whether the whole body has been read (True for a request without one)."""
+        body = self._body
+        return body is None or body.complete
+
+    def end(self) -> bool:
+        """The request is over (called by the connection): discard an unread body if all of
+        it is held, let go of the connection, and say whether the body was complete (if not,
+        the connection cannot be reused)."""
+        body = self._body
+        complete = True
+        if body is not None and not body.complete:
+            try:
+                complete = body.skip_rest()
+            except ProtocolError:
+                complete = False
+            body.detach()
+        self._channel = None
+        self._disconnect_callbacks = None
+        return complete
 
     @property
     def remote_addr(self) -> Any:
@@ -212,8 +243,8 @@ class Request(RequestHead):
         """The request is over: let go of the connection (called by the connection)."""
         self._channel = None
         self._disconnect_callbacks = None
-        body = self.body
-        if not body.complete:  # a complete body let go of the connection already
+        body = self._body
+        if body is not None and not body.complete:  # a complete one let go already
             body.detach()
 
     def __repr__(self) -> str:
