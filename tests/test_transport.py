@@ -306,7 +306,6 @@ def big_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.skipif(not hasattr(os, "sendfile"), reason="no os.sendfile")
 def test_file_body_with_sendfile(
     loop: Loop, socks: list[socket.socket], big_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -342,7 +341,6 @@ def test_file_body_with_pread_and_send(
     t.close_transport()
 
 
-@pytest.mark.skipif(not hasattr(os, "sendfile"), reason="no os.sendfile")
 def test_file_body_falls_back_when_sendfile_refuses(
     loop: Loop, socks: list[socket.socket], big_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -367,8 +365,6 @@ def test_file_body_falls_back_when_sendfile_refuses(
 def test_a_file_that_shrank_is_an_error(
     loop: Loop, socks: list[socket.socket], tmp_path: Path, use_sendfile: bool
 ) -> None:
-    if use_sendfile and not hasattr(os, "sendfile"):
-        pytest.skip("no os.sendfile")
     a, peer = socket.socketpair()
     ours = a if use_sendfile else SubclassedSocket(a.family, a.type, a.proto, a.detach())
     t, peer = make(loop, socks, pair=(ours, peer))
