@@ -211,27 +211,7 @@ class RequestParser:
                             )
                         entry = self._parse_new(block)
                 if entry is not None:
-                    # A fresh RequestHead and Headers (over a list of its own) from the
-                    # entry, built without an __init__ call: a handler may change them.
-                    head = _new(self._head_class)
-                    (
-                        head.method,
-                        head.target,
-                        head.version,
-                        fields,
-                        head.body_framing,
-                        head.content_length,
-                        head.keep_alive,
-                        head.expect,
-                        head.upgrade,
-                        head.path,
-                        head.query,
-                        head.host,
-                    ) = entry
-                    head.headers = headers = _new(Headers)
-                    headers.fields = list(fields)
-                    headers._index = None
-                    return head, crlf + 3
+                    return _fresh_head(entry, self._head_class), crlf + 3
             if start >= end_of_buf:
                 return None
             self.reset()
@@ -499,7 +479,8 @@ def _cache_for(limits: Limits) -> dict[bytes, _Entry]:
 
 
 def _fresh_head(entry: _Entry, head_class: type[RequestHead]) -> RequestHead:
-    """A new head with a Headers of its own from a cache entry."""
+    """A new head with a Headers over a list of its own, from a cache entry, built without
+    __init__ calls: a handler may change them, the cache entry stays as it is."""
     head: RequestHead = _new(head_class)
     (
         head.method,
