@@ -26,7 +26,7 @@ from .deadline import BODY_TIMEOUT
 from .errors import BrokenConnectionError, ConnectionClosedError
 from .http.headers import Headers
 from .http.protocol import ProtocolContext, ServerProtocol
-from .http.state import ConnEvent, ConnState, HookState
+from .http.state import CLOSED, HIJACKED, ConnEvent, ConnState, HookState
 from .loop.base import Loop
 from .loop.futures import Future
 
@@ -34,9 +34,6 @@ if TYPE_CHECKING:
     from .transport import FileBody
 
 __all__ = ["Channel", "ChannelSide", "ConnectionHost"]
-
-CLOSED = ConnState.CLOSED
-HIJACKED = ConnState.HIJACKED
 
 
 class Channel(Protocol):

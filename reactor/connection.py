@@ -44,7 +44,26 @@ from .errors import BrokenConnectionError, ProtocolError
 from .http.headers import Headers
 from .http.parser import BODY_NONE
 from .http.protocol import FRAMING_LENGTH, ServerProtocol
-from .http.state import HOOKS, ConnEvent, ConnState, HookState
+from .http.state import (
+    CLOSED,
+    CLOSING,
+    DISPATCH,
+    DRAINING,
+    END,
+    HANDLING,
+    HEAD_START,
+    HIJACKED,
+    HOOKS,
+    IDLE,
+    LINGERING,
+    NEW,
+    READING_BODY,
+    READING_HEAD,
+    WAIT_BODY,
+    ConnEvent,
+    ConnState,
+    HookState,
+)
 from .loop.base import take_exception
 from .loop.futures import Future
 from .request import Body, Request, StreamingBody
@@ -58,22 +77,8 @@ __all__ = ["Connection"]
 
 log = logging.getLogger("reactor.server")
 
-NEW = ConnState.NEW
-IDLE = ConnState.IDLE
-READING_HEAD = ConnState.READING_HEAD
-READING_BODY = ConnState.READING_BODY
-HANDLING = ConnState.HANDLING
-DRAINING = ConnState.DRAINING
-CLOSING = ConnState.CLOSING
-LINGERING = ConnState.LINGERING
-HIJACKED = ConnState.HIJACKED
-CLOSED = ConnState.CLOSED
 
 E = ConnEvent
-DISPATCH = ConnEvent.DISPATCH
-WAIT_BODY = ConnEvent.WAIT_BODY
-HEAD_START = ConnEvent.HEAD_START
-END = ConnEvent.END
 
 # What the one connection timer is currently measuring (reactor/deadline.py).
 _NO_TIMEOUT = NO_DEADLINE

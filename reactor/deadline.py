@@ -26,7 +26,16 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .errors import BrokenConnectionError
-from .http.state import ConnState
+from .http.state import (
+    CLOSED,
+    HANDLING,
+    HIJACKED,
+    IDLE,
+    NEW,
+    READING_BODY,
+    READING_HEAD,
+    ConnState,
+)
 
 if TYPE_CHECKING:
     from .buffers import Reader
@@ -38,13 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reactor.server")
 
-NEW = ConnState.NEW
-IDLE = ConnState.IDLE
-READING_HEAD = ConnState.READING_HEAD
-READING_BODY = ConnState.READING_BODY
-HANDLING = ConnState.HANDLING
-HIJACKED = ConnState.HIJACKED
-CLOSED = ConnState.CLOSED
 
 __all__ = [
     "BODY_TIMEOUT",

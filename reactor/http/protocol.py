@@ -21,7 +21,20 @@ from .headers import Headers
 from .limits import Limits
 from .parser import BODY_CHUNKED, BODY_LENGTH, BODY_NONE, ChunkedDecoder, RequestHead, RequestParser
 from .serialize import encode_fields, reason_phrase, status_line
-from .state import TRANSITIONS, ConnEvent, ConnState, InvalidTransition
+from .state import (
+    END,
+    HEAD_START,
+    IDLE,
+    NEW,
+    READING_BODY,
+    READING_HEAD,
+    RESPONSE_DONE,
+    TRANSITIONS,
+    WAIT_BODY,
+    ConnEvent,
+    ConnState,
+    InvalidTransition,
+)
 
 __all__ = [
     "CONTINUE",
@@ -34,16 +47,6 @@ __all__ = [
     "ServerProtocol",
 ]
 
-NEW = ConnState.NEW
-IDLE = ConnState.IDLE
-READING_HEAD = ConnState.READING_HEAD
-READING_BODY = ConnState.READING_BODY
-HANDLING = ConnState.HANDLING
-
-HEAD_START = ConnEvent.HEAD_START
-WAIT_BODY = ConnEvent.WAIT_BODY
-RESPONSE_DONE = ConnEvent.RESPONSE_DONE
-END = ConnEvent.END
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
