@@ -60,10 +60,6 @@ class Channel(Protocol):
         """The address the connection was accepted on; None once the socket is closed."""
 
     @property
-    def closed(self) -> bool:
-        """Whether the connection is closed (writes fail with BrokenConnectionError)."""
-
-    @property
     def hijacked(self) -> bool:
         """Whether a handler took the connection over."""
 
@@ -180,10 +176,6 @@ class ChannelSide:
             return self._sock.getsockname()
         except OSError:
             return None
-
-    @property
-    def closed(self) -> bool:
-        return self._proto.state is CLOSED
 
     @property
     def hijacked(self) -> bool:

@@ -80,14 +80,6 @@ log = logging.getLogger("reactor.server")
 
 E = ConnEvent
 
-# What the one connection timer is currently measuring (reactor/deadline.py).
-_NO_TIMEOUT = NO_DEADLINE
-_HEADER_TIMEOUT = HEADER_TIMEOUT
-_BODY_TIMEOUT = BODY_TIMEOUT
-_IDLE_TIMEOUT = IDLE_TIMEOUT
-_WRITE_TIMEOUT = WRITE_TIMEOUT
-_LINGER_TIMEOUT = LINGER_TIMEOUT
-
 # After an error response, how long we keep reading (and discarding) before the final close,
 # so that the client reads our response instead of a reset (Go's rstAvoidanceDelay).
 _LINGER_SECONDS = 0.5
@@ -135,7 +127,7 @@ class Connection(ChannelSide, Deadline, Transport):
         self._drain_fut: Future[None] | None = None
         self._timer: TimerHandle | None = None
         self._deadline = 0.0
-        self._timeout_kind = _NO_TIMEOUT
+        self._timeout_kind = NO_DEADLINE
 
     def __repr__(self) -> str:
         return f"<Connection {self.remote_addr!r} {self._proto.state.name}>"
@@ -157,25 +149,21 @@ class Connection(ChannelSide, Deadline, Transport):
         self.start_reading()
         # A new connection gets the header timeout from its start (Go's ReadHeaderTimeout):
         # a client that connects and sends nothing is cut off like a slow one.
-        self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
+        self._arm(HEADER_TIMEOUT, self._server.config.read_header_timeout)
 
     def _set_state(self, event: ConnEvent) -> ConnState:
         """The one place the state changes: the protocol's table, the server's connection
         table (a closed or hijacked connection leaves it), the state hook."""
         proto = self._proto
-        server = self._server
-        if server.state_hook is None:  # the usual case: no hook to tell
-            new = proto.apply(event)
-            if new is CLOSED or new is HIJACKED:
-                server.connection_ended(self)
-            return new
         old = proto.state
         new = proto.apply(event)
+        server = self._server
         if new is CLOSED or new is HIJACKED:
             server.connection_ended(self)
-        hook_state = HOOKS.get((old, event))
-        if hook_state is not None:
-            self._run_hook(hook_state)
+        if server.state_hook is not None:
+            hook_state = HOOKS.get((old, event))
+            if hook_state is not None:
+                self._run_hook(hook_state)
         return new
 
     def _run_hook(self, state: HookState) -> None:
@@ -227,7 +215,7 @@ class Connection(ChannelSide, Deadline, Transport):
     def _write_progress(self, remaining: int, progressed: bool) -> None:
         try:
             if progressed:
-                self._arm(_WRITE_TIMEOUT, self._server.config.write_timeout)
+                self._arm(WRITE_TIMEOUT, self._server.config.write_timeout)
             if self._drain_fut is not None and remaining <= self._server.config.write_low_water:
                 self._drain_fut = _settle(self._drain_fut)
             if remaining:
@@ -254,7 +242,7 @@ class Connection(ChannelSide, Deadline, Transport):
             state = self._proto.state
             if state is READING_BODY:
                 if not self._writing:  # pending output keeps its write timeout
-                    self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
+                    self._arm(BODY_TIMEOUT, self._server.config.body_timeout)
             elif state is LINGERING:
                 self._reader.consume(self._reader.buffered())  # discard
                 return
@@ -293,7 +281,7 @@ class Connection(ChannelSide, Deadline, Transport):
                     # Measured from the first byte; later bytes do not extend it. Pending
                     # output keeps its write timeout (the head's is armed once it is sent).
                     if not self._writing:
-                        self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
+                        self._arm(HEADER_TIMEOUT, self._server.config.read_header_timeout)
                     break
                 if event is WAIT_BODY:
                     self._set_state(WAIT_BODY)
@@ -302,7 +290,7 @@ class Connection(ChannelSide, Deadline, Transport):
                     if cont:
                         writer.write(cont)
                     if not self._writing:  # pending output keeps its write timeout
-                        self._arm(_BODY_TIMEOUT, self._server.config.body_timeout)
+                        self._arm(BODY_TIMEOUT, self._server.config.body_timeout)
                     break
                 # A request to dispatch (the parser made it a Request).
                 self._dispatch(event)  # type: ignore[arg-type]
@@ -315,7 +303,7 @@ class Connection(ChannelSide, Deadline, Transport):
                 try:
                     if writer.send_some():
                         self.watch_writable()
-                        self._arm(_WRITE_TIMEOUT, self._server.config.write_timeout)
+                        self._arm(WRITE_TIMEOUT, self._server.config.write_timeout)
                 except OSError:
                     self._abort()
             elif state is not CLOSED and state is not HIJACKED:
@@ -330,7 +318,7 @@ class Connection(ChannelSide, Deadline, Transport):
     def _dispatch(self, request: Request) -> None:
         self._set_state(DISPATCH)
         if not self._writing:  # pending output keeps its write timeout
-            self._timeout_kind = _NO_TIMEOUT
+            self._timeout_kind = NO_DEADLINE
         server = self._server
         # The response first: should building the request fail, the client is still owed
         # an answer, and _internal_error finds one with nothing sent.
@@ -442,9 +430,9 @@ class Connection(ChannelSide, Deadline, Transport):
         if not self._writing:  # _arm_wait_timeout(), inlined: once per request
             reader = self._reader
             if len(reader.buf) > reader.pos:
-                self._arm(_HEADER_TIMEOUT, self._server.config.read_header_timeout)
+                self._arm(HEADER_TIMEOUT, self._server.config.read_header_timeout)
             else:
-                self._arm(_IDLE_TIMEOUT, self._server.config.idle_timeout)
+                self._arm(IDLE_TIMEOUT, self._server.config.idle_timeout)
         if not self._reading:
             self.start_reading()
 
@@ -521,7 +509,7 @@ class Connection(ChannelSide, Deadline, Transport):
             return
         if remaining:
             if not was_writing:
-                self._arm(_WRITE_TIMEOUT, self._server.config.write_timeout)
+                self._arm(WRITE_TIMEOUT, self._server.config.write_timeout)
             return
         if was_writing:
             self._output_drained()
@@ -624,7 +612,7 @@ class Connection(ChannelSide, Deadline, Transport):
             self._close()
             return
         self.start_reading()
-        self._arm(_LINGER_TIMEOUT, _LINGER_SECONDS)
+        self._arm(LINGER_TIMEOUT, _LINGER_SECONDS)
 
     def _abort(self) -> None:
         """Close now, dropping unsent output."""

@@ -20,7 +20,7 @@ from .buffers import BufferPair
 from .channel import Channel
 from .errors import BrokenConnectionError, ConnectionClosedError, HijackedError, NotSupportedError
 from .http.headers import Headers
-from .http.protocol import FRAMING_CHUNKED, FRAMING_LENGTH, FRAMING_NONE
+from .http.protocol import BODYLESS, FRAMING_CHUNKED, FRAMING_LENGTH, FRAMING_NONE
 from .http.serialize import LAST_CHUNK, encode_fields, status_line
 from .loop.futures import Future
 
@@ -31,7 +31,6 @@ __all__ = ["ResponseWriter", "hijack"]
 
 log = logging.getLogger("reactor.server")
 
-_BODYLESS = frozenset({204, 304})
 # sendfile() bodies up to this size are read into the output buffer instead.
 _SMALL_FILE = 16 * 1024
 
@@ -135,7 +134,7 @@ class ResponseWriter:
             self.status = status = 200
         if n == 0:
             return 0
-        if status < 200 or status in _BODYLESS:
+        if status < 200 or status in BODYLESS:
             raise ValueError(f"a {status} response has no body")
         if self._file_sent:
             raise ValueError("no body may follow sendfile()")

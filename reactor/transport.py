@@ -183,9 +183,7 @@ class Transport:
     def flush_output(self) -> int:
         """Send what the kernel takes now and wait for writability for the rest (or stop
         waiting once nothing is left); return the bytes left. OSError: see ``send_now``."""
-        remaining = self._writer.send_some()  # send_now(), inlined: once per response
-        if not remaining and self._file is not None:
-            remaining = self._send_file()
+        remaining = self.send_now()
         if remaining:
             self.watch_writable()
         elif self._writing:

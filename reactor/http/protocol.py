@@ -37,6 +37,7 @@ from .state import (
 )
 
 __all__ = [
+    "BODYLESS",
     "CONTINUE",
     "FRAMING_CHUNKED",
     "FRAMING_CLOSE",
@@ -56,7 +57,8 @@ FRAMING_CHUNKED = 2  # Transfer-Encoding: chunked (HTTP/1.1)
 FRAMING_CLOSE = 3  # the body ends when the connection closes (HTTP/1.0, unknown length)
 FRAMING_NONE = 4  # no body: 1xx, 204, 304
 
-_BODYLESS = frozenset({204, 304})
+# Final statuses that carry no body (1xx never do either).
+BODYLESS = frozenset({204, 304})
 # Fields whose presence changes what the server adds or how it frames the body.
 _HEAD_FIELDS = frozenset({"content-length", "transfer-encoding", "date", "server", "connection"})
 # Encoded "Name: value\r\n" lines of fields seen before; bounded, cleared when full.
@@ -372,7 +374,7 @@ def _head_shape(
     framing line, whether a Content-Length line for the body size follows, the rest through
     the empty line, whether the connection may be reused, cacheable)``. ValueError for a bad
     field."""
-    bodyless = status < 200 or status in _BODYLESS
+    bodyless = status < 200 or status in BODYLESS
     field_lines, declared, has_date, has_server, has_connection, handler_close, cacheable = (
         _scan_fields(fields, status, bodyless)
     )
