@@ -168,17 +168,17 @@ class Request(RequestHead):
         """The request is over (called by the connection): discard an unread body if all of
         it is held, let go of the connection, and say whether the body was complete (if not,
         the connection cannot be reused)."""
-        body = self._body
-        complete = True
-        if body is not None and not body.complete:
-            try:
-                complete = body.skip_rest()
-            except ProtocolError:
-                complete = False
-            body.detach()
         self._channel = None
         self._disconnect_callbacks = None
-        return complete
+        body = self._body
+        if body is None or body.complete:
+            return True
+        try:
+            return body.skip_rest()
+        except ProtocolError:
+            return False
+        finally:
+            body.detach()
 
     @property
     def remote_addr(self) -> Any:
