@@ -43,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import HELLO, PEERS, ROOT, Context, Peer, free_port, peer_env, raise_nofile, unavailable
-from run import BENCH_VENV, BUILD, cpu_model, fmt_time, log, make_www, pinning
+from run import BENCH_VENV, BUILD, cpu_model, fmt_time, log, make_www, pinning, reactor_revision
 
 DEFAULT_SERVERS = ("reactor", "reactor-asyncio", "reactor-uvloop", "reactor-wsgi", "uvicorn")
 CONNECTIONS = 16
@@ -264,22 +264,6 @@ def count(peer: Peer, ctx: Context, n: int, env: dict[str, str], out_dir: Path, 
     return Count(n, total, time.monotonic() - started)
 
 
-def revision(tree: Path) -> str:
-    """``git rev-parse --short HEAD`` of ``tree``, marked when its reactor/ has changes."""
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "-C", str(tree), "status", "--porcelain", "--", "reactor"],
-            capture_output=True, text=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-    except OSError:
-        return "unknown"
-    return f"{rev or 'unknown'}{' + uncommitted changes' if dirty else ''}"
-
-
 def table(results: dict[str, Any]) -> str:
     rows = results["servers"]
     base = rows.get("uvicorn", {}).get("per_request")
@@ -367,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True)
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "reactor": revision(tree),
+        "reactor": reactor_revision(tree),
         "reactor_src": str(tree),
         "cpu": cpu_model(),
         "valgrind": valgrind.stdout.strip(),

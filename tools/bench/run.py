@@ -164,14 +164,15 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def reactor_revision() -> str:
+def reactor_revision(tree: Path = ROOT) -> str:
+    """``git rev-parse --short HEAD`` of ``tree``, marked when its reactor/ has changes."""
     try:
         rev = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
             capture_output=True, text=True, timeout=10,
         ).stdout.strip()  # fmt: skip
         dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "reactor"],
+            ["git", "-C", str(tree), "status", "--porcelain", "--", "reactor"],
             capture_output=True, text=True, timeout=10,
         ).stdout.strip()  # fmt: skip
     except OSError:
