@@ -152,11 +152,19 @@ class Connection(ChannelSide, Deadline, Transport):
         self._arm(HEADER_TIMEOUT, self._server.config.read_header_timeout)
 
     def _set_state(self, event: ConnEvent) -> ConnState:
-        """The one place the state changes: the protocol's table, the server's connection
-        table (a closed or hijacked connection leaves it), the state hook."""
+        """The one place the connection moves its state: the protocol's table (``apply``),
+        then what follows a change (``_state_changed``). The protocol's ``receive`` and
+        ``response_end`` apply the events they return themselves; their callers below report
+        the change with ``_state_changed`` alone, and only when it has something to do."""
         proto = self._proto
         old = proto.state
         new = proto.apply(event)
+        self._state_changed(old, event, new)
+        return new
+
+    def _state_changed(self, old: ConnState, event: ConnEvent, new: ConnState) -> None:
+        """What follows a change of state (Go's ``(*conn).setState``): a closed or hijacked
+        connection leaves the server's table; the state hook hears what HOOKS says."""
         server = self._server
         if new is CLOSED or new is HIJACKED:
             server.connection_ended(self)
@@ -164,7 +172,6 @@ class Connection(ChannelSide, Deadline, Transport):
             hook_state = HOOKS.get((old, event))
             if hook_state is not None:
                 self._run_hook(hook_state)
-        return new
 
     def _run_hook(self, state: HookState) -> None:
         hook = self._server.state_hook
@@ -259,7 +266,11 @@ class Connection(ChannelSide, Deadline, Transport):
             proto = self._proto
             reader = self._reader
             writer = self._writer
-            high_water = self._server.config.write_high_water
+            server = self._server
+            high_water = server.config.write_high_water
+            # receive() applies the events it returns; with no state hook, nothing else follows
+            # them (they neither close nor hijack), so they are reported only to a hook.
+            hooked = server.state_hook is not None
             while len(reader.buf) > reader.pos:  # bytes held: maybe a (next) request
                 if proto.state is IDLE and (self._file is not None or len(writer.buf) > high_water):
                     # Output of earlier responses holds the next request back (a file body
@@ -269,6 +280,7 @@ class Connection(ChannelSide, Deadline, Transport):
                         if proto.state is IDLE:
                             self._set_state(E.OUTPUT_BLOCKED)
                         break
+                old = proto.state
                 try:
                     event = proto.receive(reader)
                 except ProtocolError as exc:
@@ -276,15 +288,17 @@ class Connection(ChannelSide, Deadline, Transport):
                     return
                 if event is None:
                     break
+                if hooked:
+                    self._state_changed(
+                        old, event if isinstance(event, ConnEvent) else DISPATCH, proto.state
+                    )
                 if event is HEAD_START:
-                    self._set_state(HEAD_START)
                     # Measured from the first byte; later bytes do not extend it. Pending
                     # output keeps its write timeout (the head's is armed once it is sent).
                     if not self._writing:
                         self._arm(HEADER_TIMEOUT, self._server.config.read_header_timeout)
                     break
                 if event is WAIT_BODY:
-                    self._set_state(WAIT_BODY)
                     # A buffering handler: we are about to wait for the body, so ask for it.
                     cont = proto.take_continue()
                     if cont:
@@ -292,7 +306,7 @@ class Connection(ChannelSide, Deadline, Transport):
                     if not self._writing:  # pending output keeps its write timeout
                         self._arm(BODY_TIMEOUT, self._server.config.body_timeout)
                     break
-                # A request to dispatch (the parser made it a Request).
+                # A request to dispatch (the parser made it a Request; DISPATCH is applied).
                 self._dispatch(event)  # type: ignore[arg-type]
                 if proto.state is not IDLE:
                     break
@@ -316,7 +330,6 @@ class Connection(ChannelSide, Deadline, Transport):
             self._internal_error(exc)
 
     def _dispatch(self, request: Request) -> None:
-        self._set_state(DISPATCH)
         if not self._writing:  # pending output keeps its write timeout
             self._timeout_kind = NO_DEADLINE
         server = self._server
@@ -424,7 +437,11 @@ class Connection(ChannelSide, Deadline, Transport):
         if not ok:
             self._abort()
             return
-        if self._set_state(self._proto.response_end(complete)) is CLOSING:
+        proto = self._proto
+        event = proto.response_end(complete)  # applied: IDLE or CLOSING
+        if self._server.state_hook is not None:
+            self._state_changed(HANDLING, event, proto.state)
+        if proto.state is CLOSING:
             self._flush_now()
             return
         if not self._writing:  # _arm_wait_timeout(), inlined: once per request
@@ -432,7 +449,13 @@ class Connection(ChannelSide, Deadline, Transport):
             if len(reader.buf) > reader.pos:
                 self._arm(HEADER_TIMEOUT, self._server.config.read_header_timeout)
             else:
-                self._arm(IDLE_TIMEOUT, self._server.config.idle_timeout)
+                # _arm(IDLE_TIMEOUT, ...) inlined for its usual case: the armed timer fires
+                # no later than the new deadline (it then re-arms itself for it).
+                self._timeout_kind = IDLE_TIMEOUT
+                deadline = self._deadline = self._loop.time() + self._server.config.idle_timeout
+                timer = self._timer
+                if timer is None or timer.callback is None or timer.when > deadline:
+                    self._arm(IDLE_TIMEOUT, self._server.config.idle_timeout)
         if not self._reading:
             self.start_reading()
 

@@ -210,15 +210,52 @@ class RequestParser:
                                 status=414,
                             )
                         entry = self._parse_new(block)
-                if entry is not None:
-                    return _fresh_head(entry, self._head_class), crlf + 3
-            if start >= end_of_buf:
-                return None
-            self.reset()
-            self._origin = start
-            self._scan = start
+            else:
+                entry = None
+            if entry is not None:
+                after = crlf + 3
+            else:
+                if start >= end_of_buf:
+                    return None
+                self.reset()
+                self._origin = start
+                self._scan = start
+                found = self._parse_memo(buf, start)
+                if found is None:
+                    return None
+                entry, after = found
         else:
-            end_of_buf = len(buf)
+            found = self._parse_memo(buf, start)
+            if found is None:
+                return None
+            entry, after = found
+        # A new head with a Headers over a list of its own, from the cache entry, built
+        # without __init__ calls (here, not in a function: once per request): a handler may
+        # change them, the cache entry stays as it is.
+        head: RequestHead = _new(self._head_class)
+        (
+            head.method,
+            head.target,
+            head.version,
+            fields,
+            head.body_framing,
+            head.content_length,
+            head.keep_alive,
+            head.expect,
+            head.upgrade,
+            head.path,
+            head.query,
+            head.host,
+        ) = entry
+        head.headers = headers = _new(Headers)
+        headers.fields = list(fields)
+        headers._index = None
+        return head, after
+
+    def _parse_memo(self, buf: bytes | bytearray, start: int) -> tuple[_Entry, int] | None:
+        """The general path: search on from where the last call stopped (the memo)."""
+        limits = self._limits
+        end_of_buf = len(buf)
         max_head = limits.max_head_bytes
         head_start = self._head_start
         if head_start < 0:
@@ -273,14 +310,11 @@ class RequestParser:
             self._scan = max(head_start, end_of_buf - 2)
             return None
         self.reset()
-        head = self._parse_head(bytes(buf[head_start:head_end]))
-        return head, after
-
-    def _parse_head(self, block: bytes) -> RequestHead:
+        block = bytes(buf[head_start:head_end])
         entry = self._cache.get(block)
         if entry is None:
             entry = self._parse_new(block)
-        return _fresh_head(entry, self._head_class)
+        return entry, after
 
     def _parse_new(self, block: bytes) -> _Entry:
         """Parse and check a head not in the cache (raising for a bad one) and remember it
@@ -476,30 +510,6 @@ def _cache_for(limits: Limits) -> dict[bytes, _Entry]:
             _CACHES.clear()
         cache = _CACHES[limits] = {}
     return cache
-
-
-def _fresh_head(entry: _Entry, head_class: type[RequestHead]) -> RequestHead:
-    """A new head with a Headers over a list of its own, from a cache entry, built without
-    __init__ calls: a handler may change them, the cache entry stays as it is."""
-    head: RequestHead = _new(head_class)
-    (
-        head.method,
-        head.target,
-        head.version,
-        fields,
-        head.body_framing,
-        head.content_length,
-        head.keep_alive,
-        head.expect,
-        head.upgrade,
-        head.path,
-        head.query,
-        head.host,
-    ) = entry
-    head.headers = headers = _new(Headers)
-    headers.fields = list(fields)
-    headers._index = None
-    return head
 
 
 def _field_error(rest: str) -> None:

@@ -1,13 +1,15 @@
 """ServerProtocol: the server side of one HTTP/1.1 connection, without sockets. Sans-IO.
 
 Owns a connection's HTTP state (ConnState, changed only through the (state, event) table in
-state.py by ``apply``), keep-alive (Go's shouldReuseConnection), ``Expect: 100-continue``,
+state.py), keep-alive (Go's shouldReuseConnection), ``Expect: 100-continue``,
 the decision of what a head means (dispatch now, wait for the body, reject), response
 framing (Content-Length, chunked or close-delimited; no body for HEAD, 1xx, 204 and 304) and
 the bytes of rejections. Bytes and decisions in, bytes and decisions out: it reads a receive
 buffer it is given (``buf[pos:]`` held, ``consume(n)``), returns events and bytes, and never
-touches a socket, a selector, a loop or a clock. The glue (reactor/connection.py) applies
-every event it returns with ``apply``, in one place.
+touches a socket, a selector, a loop or a clock. As in h11 (whose ``next_event`` has processed
+the event it returns), ``receive`` and ``response_end`` apply the events they return; every
+other event is one the glue (reactor/connection.py) reports with ``apply``. Either way the new
+state is a look-up in the table and nothing else writes ``state``.
 
 Tests: tests/http/test_protocol.py (socketless, in the style of h11's test_connection.py).
 """
@@ -22,6 +24,7 @@ from .limits import Limits
 from .parser import BODY_CHUNKED, BODY_LENGTH, BODY_NONE, ChunkedDecoder, RequestHead, RequestParser
 from .serialize import encode_fields, reason_phrase, status_line
 from .state import (
+    DISPATCH,
     END,
     HEAD_START,
     IDLE,
@@ -56,6 +59,9 @@ FRAMING_LENGTH = 1  # Content-Length
 FRAMING_CHUNKED = 2  # Transfer-Encoding: chunked (HTTP/1.1)
 FRAMING_CLOSE = 3  # the body ends when the connection closes (HTTP/1.0, unknown length)
 FRAMING_NONE = 4  # no body: 1xx, 204, 304
+
+# The Content-Length lines of the small bodies most responses have, formatted once.
+_LENGTH_LINES = [b"Content-Length: %d\r\n" % n for n in range(1024)]
 
 # Final statuses that carry no body (1xx never do either).
 BODYLESS = frozenset({204, 304})
@@ -154,7 +160,8 @@ class ServerProtocol:
     # -- the one place the state changes ---------------------------------------------------
 
     def apply(self, event: ConnEvent) -> ConnState:
-        """Move to the state the table gives for ``event``; InvalidTransition if none."""
+        """Move to the state the table gives for ``event``; InvalidTransition if none (events
+        the glue reports: receive() and response_end() apply their own)."""
         new = TRANSITIONS.get((self.state, event))
         if new is None:
             raise InvalidTransition(
@@ -167,13 +174,21 @@ class ServerProtocol:
 
     def receive(self, buf: ReceiveBuffer) -> RequestHead | ConnEvent | None:
         """Look at the held bytes and say what they make: a RequestHead (a request to
-        dispatch: apply DISPATCH), WAIT_BODY (a buffering handler's head whose body is not all
-        here), HEAD_START (the first bytes of a head), or None (nothing new: more bytes are
-        needed). A complete head is consumed; a body is not (the handler reads it). Raises
-        ProtocolError (with the status to answer) for a bad request."""
+        dispatch: DISPATCH is applied, the state is HANDLING), WAIT_BODY (a buffering handler's
+        head whose body is not all here; applied: READING_BODY), HEAD_START (the first bytes of
+        a head; applied: READING_HEAD), or None (nothing new: more bytes are needed; the state
+        is unchanged). A complete head is consumed; a body is not (the handler reads it).
+        Raises ProtocolError (with the status to answer) for a bad request; the state is then
+        unchanged (the glue applies REJECT).
+
+        Every state that reads (NEW, IDLE, READING_HEAD, READING_BODY) has a transition for
+        each event returned, so the look-ups below cannot fail."""
         state = self.state
         if state is READING_BODY:
-            return self._take_head() if self._body_arrived(buf) else None
+            if self._body_arrived(buf):
+                self.state = TRANSITIONS[READING_BODY, DISPATCH]
+                return self._take_head()
+            return None
         if state is not NEW and state is not IDLE and state is not READING_HEAD:
             return None
         parser = self.parser
@@ -198,6 +213,7 @@ class ServerProtocol:
             raise
         if parsed is None:
             if state is not READING_HEAD and len(data) > buf.pos:
+                self.state = TRANSITIONS[state, HEAD_START]
                 return HEAD_START
             return None
         head, end = parsed
@@ -217,17 +233,21 @@ class ServerProtocol:
         if framing == BODY_NONE:
             if self.continue_pending:  # owed to an earlier request that never read its body
                 self.continue_pending = False
+            self.state = TRANSITIONS[state, DISPATCH]
             return head
         # A 100 Continue is owed to an HTTP/1.1 client that asked and has a body to send.
         self.continue_pending = expect is not None and head.version == "HTTP/1.1"
         if context.streaming:
+            self.state = TRANSITIONS[state, DISPATCH]
             return head
         self.head = head
         if framing == BODY_CHUNKED:
             self.body_scan = ChunkedDecoder(context.limits)
         if self._body_arrived(buf):
             self.continue_pending = False
+            self.state = TRANSITIONS[state, DISPATCH]
             return self._take_head()
+        self.state = TRANSITIONS[state, WAIT_BODY]
         return WAIT_BODY
 
     def _body_arrived(self, buf: ReceiveBuffer) -> bool:
@@ -311,7 +331,15 @@ class ServerProtocol:
             b"" if has_date else defaults[0],
             b"" if has_server else defaults[1],
             middle,
-            b"Content-Length: %d\r\n" % body_size if add_length else b"",
+            (
+                (
+                    _LENGTH_LINES[body_size]
+                    if body_size < 1024
+                    else b"Content-Length: %d\r\n" % body_size
+                )
+                if add_length
+                else b""
+            ),
             end,
         ]
         return framing, declared, parts
@@ -319,11 +347,19 @@ class ServerProtocol:
     def response_end(self, body_complete: bool) -> ConnEvent:
         """The response is sent and the request's body was read (``body_complete``) or not:
         RESPONSE_DONE if the connection may serve another request, else END (Go's
-        shouldReuseConnection)."""
+        shouldReuseConnection). The event is applied (from HANDLING: IDLE or CLOSING)."""
         if body_complete and self.keep_alive:
-            return RESPONSE_DONE
-        self.keep_alive = False
-        return END
+            event = RESPONSE_DONE
+        else:
+            self.keep_alive = False
+            event = END
+        try:
+            self.state = TRANSITIONS[self.state, event]
+        except KeyError:
+            raise InvalidTransition(
+                f"invalid connection state transition: {event.name} in {self.state.name}"
+            ) from None
+        return event
 
     def error_response(self, status: int, text: str, head_only: bool = False) -> bytes:
         """A complete plain-text error response that ends the connection (rejections and

@@ -76,6 +76,10 @@ def receive(proto: ServerProtocol, buf: Reader) -> ConnEvent | None:
 
 LAST_HEAD: dict[int, RequestHead] = {}  # by id() of the protocol; popped when taken
 
+# The state receive() leaves behind with each event it returns (it applies them, as h11's
+# next_event does).
+APPLIED = {E.HEAD_START: S.READING_HEAD, E.WAIT_BODY: S.READING_BODY, E.DISPATCH: S.HANDLING}
+
 
 def take_request(proto: ServerProtocol) -> RequestHead:
     return LAST_HEAD.pop(id(proto))
@@ -103,7 +107,7 @@ class Driver:
             if event is None:
                 return
             self.events.append(event)
-            proto.apply(event)
+            assert proto.state is APPLIED[event]  # receive() applied what it returned
             if event is E.WAIT_BODY:
                 self.out += proto.take_continue()
             elif event is E.DISPATCH:
@@ -122,14 +126,15 @@ class Driver:
         )
         assert framing == FRAMING_LENGTH
         self.out += b"".join(parts) + (b"" if head.method == "HEAD" else reply)
-        self.states_after.append(proto.apply(proto.response_end(True)))
+        proto.response_end(True)  # applied
+        self.states_after.append(proto.state)
 
 
 def dispatch(request: bytes, **context: object) -> tuple[ServerProtocol, RequestHead]:
     proto = ServerProtocol(ProtocolContext(**context))  # type: ignore[arg-type]
     event = receive(proto, reader(request))
     assert event is E.DISPATCH
-    assert proto.apply(event) is S.HANDLING
+    assert proto.state is S.HANDLING
     return proto, take_request(proto)
 
 
@@ -176,7 +181,7 @@ def test_keep_alive_matrix(
     event = proto.response_end(True)
     assert event is (E.RESPONSE_DONE if keep else E.END)
     assert proto.keep_alive is keep
-    assert proto.apply(event) is (S.IDLE if keep else S.CLOSING)
+    assert proto.state is (S.IDLE if keep else S.CLOSING)
     if not keep:
         assert values(out, "connection") == ["close"]
     else:
@@ -246,10 +251,10 @@ def test_three_pipelined_requests_in_one_feed() -> None:
 def test_bytes_held_while_handling_are_not_parsed() -> None:
     proto = ServerProtocol(ProtocolContext())
     buf = reader(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n")
-    proto.apply(receive(proto, buf) or E.CLOSE)
+    assert receive(proto, buf) is E.DISPATCH
     assert take_request(proto).target == "/a"
     assert receive(proto, buf) is None and proto.state is S.HANDLING
-    proto.apply(proto.response_end(True))
+    assert proto.response_end(True) is E.RESPONSE_DONE and proto.state is S.IDLE
     assert receive(proto, buf) is E.DISPATCH
     assert take_request(proto).target == "/b"
 
@@ -262,14 +267,14 @@ EXPECT = b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length:
 def test_continue_when_buffering_waits_for_the_body() -> None:
     proto, buf = ServerProtocol(ProtocolContext()), reader(EXPECT)
     assert receive(proto, buf) is E.WAIT_BODY
-    assert proto.apply(E.WAIT_BODY) is S.READING_BODY
+    assert proto.state is S.READING_BODY
     assert proto.take_continue() == CONTINUE == b"HTTP/1.1 100 Continue\r\n\r\n"
     assert proto.take_continue() == b""
     buf.feed(b"hel")
     assert receive(proto, buf) is None
     buf.feed(b"lo")
     assert receive(proto, buf) is E.DISPATCH
-    assert proto.apply(E.DISPATCH) is S.HANDLING
+    assert proto.state is S.HANDLING
     assert proto.take_continue() == b""
     assert buf.take(-1) == b"hello"
 
@@ -288,7 +293,7 @@ def test_when_a_continue_is_owed(
 ) -> None:
     proto = ServerProtocol(ProtocolContext(streaming=streaming))
     assert receive(proto, reader(request_bytes)) is event
-    proto.apply(event)
+    assert proto.state is APPLIED[event]
     assert proto.take_continue() == cont
     assert proto.take_continue() == b""
 
@@ -426,7 +431,7 @@ def test_bare_lf_after_chunk_data_arriving_later() -> None:
     proto = ServerProtocol(ProtocolContext())
     buf = reader(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
     assert receive(proto, buf) is E.WAIT_BODY
-    proto.apply(E.WAIT_BODY)
+    assert proto.state is S.READING_BODY
     buf.feed(b"a\r\n0123456789")
     assert receive(proto, buf) is None
     buf.feed(b"\n0\r\n\r\n")
@@ -464,6 +469,36 @@ def test_rejection_of_a_pipelined_head_after_a_get() -> None:
 
 
 # -- the state table -------------------------------------------------------------------------
+
+
+def test_receive_and_response_end_apply_their_events() -> None:
+    """receive() moves the state by the table for each event it returns and leaves it alone
+    when it returns None or raises; response_end() applies RESPONSE_DONE or END, and is
+    refused (InvalidTransition) outside HANDLING."""
+    proto, buf = ServerProtocol(ProtocolContext()), reader(b"")
+    assert receive(proto, buf) is None and proto.state is S.NEW
+    buf.feed(b"GET / HT")
+    assert receive(proto, buf) is E.HEAD_START and proto.state is S.READING_HEAD
+    assert receive(proto, buf) is None and proto.state is S.READING_HEAD
+    buf.feed(b"TP/1.1\r\nHost: a\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n")
+    assert receive(proto, buf) is E.DISPATCH and proto.state is S.HANDLING
+    take_request(proto)
+    assert receive(proto, buf) is None and proto.state is S.HANDLING
+    assert proto.response_end(True) is E.RESPONSE_DONE and proto.state is S.IDLE
+    with pytest.raises(InvalidTransition, match="RESPONSE_DONE in IDLE"):
+        proto.response_end(True)
+    assert proto.state is S.IDLE
+    assert receive(proto, buf) is E.WAIT_BODY and proto.state is S.READING_BODY
+    buf.feed(b"x")
+    assert receive(proto, buf) is None and proto.state is S.READING_BODY
+    buf.feed(b"yGET")
+    assert receive(proto, buf) is E.DISPATCH and proto.state is S.HANDLING
+    assert buf.take(2) == b"xy"
+    assert proto.response_end(False) is E.END and proto.state is S.CLOSING
+    proto = ServerProtocol(ProtocolContext())
+    with pytest.raises(ProtocolError):
+        receive(proto, reader(b"GET / HTTP/1.1\r\n\r\n"))  # no Host
+    assert proto.state is S.NEW
 
 
 def test_apply_rejects_events_the_state_does_not_allow() -> None:
