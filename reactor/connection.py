@@ -247,13 +247,15 @@ class Connection(ChannelSide, Deadline, Transport):
         output once."""
         try:
             state = self._proto.state
-            if state is READING_BODY:
+            if state is IDLE:  # the usual case, tested first
+                pass
+            elif state is READING_BODY:
                 if not self._writing:  # pending output keeps its write timeout
                     self._arm(BODY_TIMEOUT, self._server.config.body_timeout)
             elif state is LINGERING:
                 self._reader.consume(self._reader.buffered())  # discard
                 return
-            elif state is not IDLE and state is not NEW and state is not READING_HEAD:
+            elif state is not NEW and state is not READING_HEAD:
                 # The handler runs (async), output drains or the connection ends: hold the
                 # bytes (HIJACK-SPEC B2), wake a streaming body read, and stop reading past
                 # the read-ahead limit.
@@ -267,7 +269,10 @@ class Connection(ChannelSide, Deadline, Transport):
             reader = self._reader
             writer = self._writer
             server = self._server
-            high_water = server.config.write_high_water
+            config = server.config
+            high_water = config.write_high_water
+            handler = server.handler
+            streaming = server.protocol_context.streaming
             # receive() applies the events it returns; with no state hook, nothing else follows
             # them (they neither close nor hijack), so they are reported only to a hook.
             hooked = server.state_hook is not None
@@ -306,8 +311,36 @@ class Connection(ChannelSide, Deadline, Transport):
                     if not self._writing:  # pending output keeps its write timeout
                         self._arm(BODY_TIMEOUT, self._server.config.body_timeout)
                     break
-                # A request to dispatch (the parser made it a Request; DISPATCH is applied).
-                self._dispatch(event)  # type: ignore[arg-type]
+                # A request to dispatch: the parser made it a Request, and DISPATCH is applied.
+                # (Here rather than in a method of its own: once per request.)
+                request: Request = event  # type: ignore[assignment]
+                if not self._writing:  # pending output keeps its write timeout
+                    self._timeout_kind = NO_DEADLINE
+                # The response first: should building the request fail, the client is still
+                # owed an answer, and _internal_error finds one with nothing sent.
+                response = ResponseWriter(
+                    self, request.version, request.method == "HEAD", config.response_buffer
+                )
+                self._response = response
+                if streaming:
+                    request.attach(
+                        StreamingBody(self, request.body_framing, request.content_length), self
+                    )
+                elif request.body_framing != BODY_NONE:
+                    request.attach(Body(self, request.body_framing, request.content_length), self)
+                else:  # no body: an empty one is made only if the handler asks for it
+                    request.attach(None, self)
+                self._request = request
+                try:
+                    result = handler(response, request)
+                except Exception as exc:
+                    self._handler_failed(exc)
+                else:
+                    if result is not None and isinstance(result, Coroutine):
+                        task = self._loop.spawn(result)
+                        task.add_done_callback(self._on_task_done)
+                        break
+                    self._end_request()
                 if proto.state is not IDLE:
                     break
             state = proto.state
@@ -328,34 +361,6 @@ class Connection(ChannelSide, Deadline, Transport):
                 self._flush_now()
         except Exception as exc:
             self._internal_error(exc)
-
-    def _dispatch(self, request: Request) -> None:
-        if not self._writing:  # pending output keeps its write timeout
-            self._timeout_kind = NO_DEADLINE
-        server = self._server
-        # The response first: should building the request fail, the client is still owed
-        # an answer, and _internal_error finds one with nothing sent.
-        response = ResponseWriter(
-            self, request.version, request.method == "HEAD", server.config.response_buffer
-        )
-        self._response = response
-        if server.protocol_context.streaming:
-            request.attach(StreamingBody(self, request.body_framing, request.content_length), self)
-        elif request.body_framing != BODY_NONE:
-            request.attach(Body(self, request.body_framing, request.content_length), self)
-        else:  # no body: an empty one is made only if the handler asks for it
-            request.attach(None, self)
-        self._request = request
-        try:
-            result = server.handler(response, request)
-        except Exception as exc:
-            self._handler_failed(exc)
-            return
-        if result is not None and isinstance(result, Coroutine):
-            task = self._loop.spawn(result)
-            task.add_done_callback(self._on_task_done)
-            return
-        self._end_request()
 
     def _on_task_done(self, task: Future[Any]) -> None:
         try:
@@ -378,7 +383,7 @@ class Connection(ChannelSide, Deadline, Transport):
         # and ours hold this connection) for as long as a handler keeps the record; as text
         # it pins nothing. The handler's frames are cleared too: they hold its locals (w, r).
         tb = exc.__traceback__
-        if tb is not None and tb.tb_frame.f_code is Connection._dispatch.__code__:
+        if tb is not None and tb.tb_frame.f_code is Connection._data_received.__code__:
             tb = tb.tb_next
         text = "".join(traceback.format_exception(type(exc), exc, tb))
         exc.__traceback__ = None

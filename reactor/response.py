@@ -34,6 +34,8 @@ log = logging.getLogger("reactor.server")
 # sendfile() bodies up to this size are read into the output buffer instead.
 _SMALL_FILE = 16 * 1024
 
+_new = object.__new__
+
 # How a response ended (``_ended``): it is open, finished by the server, hijacked, or its
 # connection closed under it (the connection says so: connection_lost()).
 _OPEN = 0
@@ -75,7 +77,10 @@ class ResponseWriter:
         self._buffer_limit = buffer_limit
         self._version = version
         self._head_only = head_only
-        self.headers = Headers()
+        # Headers() without the __init__ call (once per request), as the parser makes them.
+        self.headers = headers = _new(Headers)
+        headers.fields = []
+        headers._index = None
         self.status = 0  # 0: not written yet (200 at the first write)
         self._ended = _OPEN
         self._framing = 0  # 0: the head is not sent; else the protocol's FRAMING_*
@@ -130,15 +135,14 @@ class ResponseWriter:
             raise self._ended_error()
         n = len(data)
         status = self.status
-        if not status:
-            self.status = status = 200
+        if status != 200:
+            if not status:
+                self.status = status = 200
+            elif n and (status < 200 or status in BODYLESS):
+                raise ValueError(f"a {status} response has no body")
         if n == 0:
             return 0
-        if status < 200 or status in BODYLESS:
-            raise ValueError(f"a {status} response has no body")
-        if self._file_sent:
-            raise ValueError("no body may follow sendfile()")
-        if not self._framing:
+        if not self._framing:  # (a sendfile() sends the head: no file was sent yet)
             # A declared Content-Length is checked when the head is built (_send_head).
             self._body.append(bytes(data))
             self._body_size += n
@@ -147,6 +151,8 @@ class ResponseWriter:
                 # rest: a handler writing a large body must not make us hold all of it.
                 self._send_head(channel, final=False)
             return n
+        if self._file_sent:
+            raise ValueError("no body may follow sendfile()")
         total = self._sent_body + n
         if 0 <= self._declared_length < total:
             raise ValueError(
@@ -325,9 +331,27 @@ class ResponseWriter:
             self._channel = None
             return True
         if not self._framing:
-            if not self.status:
-                self.status = 200
-            self._send_head(channel, final=True)
+            body = self._body
+            if len(body) == 1 and not self._head_only:
+                # The usual response, _send_head() inlined: the handler returned, so the one
+                # piece it wrote is the whole body, and goes out beside the head.
+                status = self.status or 200
+                self.status = status
+                self._framing, declared = channel.start_response(
+                    status, self.headers, self._version, self._body_size, True, body[0]
+                )
+                if self._declared_length < 0:
+                    self._declared_length = declared
+                if self._framing == FRAMING_LENGTH:
+                    self._body = []
+                    self._sent_body += self._body_size
+                    self._body_size = 0
+                else:  # a handler's own framing (Transfer-Encoding): the body follows
+                    self._body = []
+                    self._body_size = 0
+                    self._write_body(channel, body[0])
+            else:
+                self._send_head(channel, final=True)
         self._ended = _FINISHED
         self._channel = None
         if self._head_only:
