@@ -62,10 +62,15 @@ bench: $(BENCH_VENV)/.installed
 	BENCH_COMMAND="make bench$(if $(QUICK), QUICK=1)" $(BENCH_PY) tools/bench/run.py \
 		$(if $(QUICK),--quick,--full) $(BENCH_ARGS)
 
-# `make bench-instr` (about 3 minutes): CPU instructions per request under valgrind's callgrind,
-# for reactor (selectors, asyncio and uvloop backends, WSGI) and uvicorn on the hello app.
-# Each server answers N1 and then N2 keep-alive `GET /` (16 connections, client outside
-# valgrind); (I2 - I1) / (N2 - N1) cancels start-up out and does not depend on machine load.
+# `make bench-instr` (about 7 minutes): CPU instructions per request under valgrind's callgrind,
+# for reactor (selectors, asyncio and uvloop backends, WSGI) and uvicorn, in four scenarios
+# (hello, post 1 KiB, 64k response, pipelined depth 16), plus the per-function profile of one
+# reactor hello request (C functions from callgrind_annotate, Python functions from
+# tools/bench/opcodes.py). Each server runs once under callgrind; per scenario the client
+# (outside valgrind) sends N1 and then N2 requests over 16 connections, callgrind_control
+# dumps the counts of each batch, and (I2 - I1) / (N2 - N1) cancels a batch's fixed cost out.
+# Writes build/bench/instructions.json (read by `make bench` for the targets) and the section
+# "## Instructions per request (make bench-instr)" of docs/benchmarks.md.
 # INSTR_ARGS passes options to tools/bench/instructions.py, e.g. another checkout's reactor:
 #   make bench-instr INSTR_ARGS="--reactor-src /tmp/baseline --servers reactor,uvicorn"
 INSTR_ARGS ?=
@@ -73,4 +78,5 @@ INSTR_ARGS ?=
 bench-instr: $(BENCH_VENV)/.installed
 	@command -v valgrind >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && $$SUDO apt-get install -y valgrind; }
-	$(BENCH_PY) tools/bench/instructions.py --json build/bench/instructions.json $(INSTR_ARGS)
+	$(BENCH_PY) tools/bench/instructions.py --json build/bench/instructions.json \
+		--report docs/benchmarks.md $(INSTR_ARGS)

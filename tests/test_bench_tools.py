@@ -19,6 +19,7 @@ sys.path.insert(0, str(BENCH / "apps"))
 import idle_client  # noqa: E402
 import instructions  # noqa: E402
 import memory  # noqa: E402, F401  (imports cleanly)
+import opcodes  # noqa: E402
 import peers  # noqa: E402
 import report  # noqa: E402
 import run  # noqa: E402
@@ -93,7 +94,7 @@ def test_every_scenario_of_the_issue_and_its_lua_script_exist() -> None:
     pipeline = (wrkrun.LUA_DIR / "pipeline.lua").read_text()
     assert "local depth = 16" in pipeline and "wrk.format" in pipeline
     post = (wrkrun.LUA_DIR / "post.lua").read_text()
-    assert 'string.rep("x", 4096)' in post and 'wrk.method = "POST"' in post
+    assert 'string.rep("x", 1024)' in post and 'wrk.method = "POST"' in post
 
 
 def test_wrk_argv_is_pinned_loopback_and_carries_headers() -> None:
@@ -163,12 +164,14 @@ def test_summary_takes_medians_and_ratios_to_uvicorn() -> None:
 def test_targets_say_which_are_met() -> None:
     results = results_fixture()
     rows = {r[0]: r for r in report.targets(results, report.summarize(results["runs"]))}
-    assert rows["hello keep-alive c64, selectors loop"][3] == "yes"
-    assert rows["p99 latency at c64"][3] == "yes"  # 0.8 ms <= 1 ms and <= 0.5 x 2 ms
-    assert rows["`Connection: close` c16"][3] == "**no**"
-    assert rows["WSGI hello app"][2] == "not measured"
+    assert rows["hello keep-alive c64, selectors loop"][3] == "yes"  # 200 / 100
+    assert rows["p99 latency, hello c64"][2:] == ("800 µs (0.40x uvicorn's 2.00 ms)", "yes")
+    assert rows["p50 latency, 1 connection"][2] == "not measured"
+    assert rows["`Connection: close` c16"][1:] == (">= 1.5x uvicorn", "1.00x", "**no**")
+    assert rows["WSGI hello app (issue 7)"][2] == "not measured"
     assert rows["RSS per idle keep-alive connection at 10k"][3] == "yes"
-    assert rows["parked hijacked connection"][3] == "yes"
+    assert rows["parked hijacked connection"][2:] == ("0.88 KiB (900 B)", "**no**")  # > 0.35
+    assert rows["instructions per hello request, selectors loop"][2] == "not measured"
 
 
 def test_markdown_holds_machine_tables_and_memory() -> None:
@@ -279,9 +282,16 @@ totals: 1099605871
     with pytest.raises(ValueError):
         instructions.per_request(1, 6000, 2, 2000)
     args = instructions.parse_args(["--servers", "reactor,uvicorn", "--n1", "10", "--n2", "30"])
-    assert args.server_list == ["reactor", "uvicorn"] and (args.n1, args.n2) == (10, 30)
-    with pytest.raises(SystemExit):
-        instructions.parse_args(["--n1", "30", "--n2", "30"])
+    assert args.server_list == ["reactor", "uvicorn"]
+    assert args.sizes == {s: (10, 30) for s in ("hello", "post", "64k", "pipelined")}
+    assert args.profile_target == ("reactor", "hello")
+    args = instructions.parse_args(["--scenarios", "64k,post", "--profile", "none"])
+    assert args.sizes == {"64k": (500, 1500), "post": (1000, 3000)}
+    assert args.profile_target is None
+    for bad in (["--n1", "30", "--n2", "30"], ["--scenarios", "hello,put"],
+                ["--profile", "reactor"], ["--n2", "900"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            instructions.parse_args(bad)
 
 
 def test_make_bench_keeps_the_instructions_section(tmp_path: Path) -> None:
@@ -295,3 +305,288 @@ def test_make_bench_keeps_the_instructions_section(tmp_path: Path) -> None:
     report.write_text("# old\n\nnothing to keep\n")
     assert run.kept_sections(report) == ""
     assert run.kept_sections(tmp_path / "missing.md") == ""
+
+
+HELLO_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!"
+)
+CHUNKED_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n"
+    b"7;ext=1\r\nHello, \r\n6\r\nWorld!\r\n0\r\nX-Trailer: 1\r\n\r\n"
+)
+
+
+def test_parse_response_framing_and_partial_input() -> None:
+    for raw in (HELLO_RESPONSE, CHUNKED_RESPONSE):
+        response, end = instructions.parse_response(raw + b"HTTP/1.1")
+        assert (response.status, response.body, end) == (200, HELLO, len(raw))
+        instructions.SCENARIOS["hello"].check(response)
+        # Every cut short of the whole response is "not yet", never a wrong answer.
+        for cut in range(len(raw)):
+            assert instructions.parse_response(raw[:cut]) is None, raw[:cut]
+    two = HELLO_RESPONSE + CHUNKED_RESPONSE
+    _, end = instructions.parse_response(two)
+    second, end2 = instructions.parse_response(two, end)
+    assert second.headers[b"transfer-encoding"] == b"Chunked" and end2 == len(two)
+    with pytest.raises(ValueError, match="not a response"):
+        instructions.parse_response(b"GET / HTTP/1.1\r\n\r\n")
+
+
+def test_scenarios_send_the_issues_requests_and_check_the_answers() -> None:
+    sc = instructions.SCENARIOS
+    assert list(sc) == ["hello", "post", "64k", "pipelined"]
+    head, _, body = sc["post"].request.partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /post HTTP/1.1\r\n") and b"Content-Length: 1024" in head
+    assert body == b"x" * 1024 and sc["post"].body == b"1024"
+    assert sc["64k"].request.startswith(b"GET /64k ") and len(sc["64k"].body) == 65536
+    assert sc["pipelined"].depth == 16 and sc["pipelined"].request == sc["hello"].request
+    for s in sc.values():
+        assert s.n1 < s.n2 and s.n1 % s.depth == 0 and s.n2 % s.depth == 0
+    ok = instructions.Response(200, {}, b"1024")
+    sc["post"].check(ok)
+    with pytest.raises(ValueError, match="unexpected body of 13 bytes"):
+        sc["post"].check(instructions.Response(200, {}, HELLO))
+    with pytest.raises(ValueError, match="status 500"):
+        sc["post"].check(instructions.Response(500, {}, b"1024"))
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected client and server socket on 127.0.0.1 (Conn sets TCP_NODELAY)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return client, server
+
+
+def answer_gets(sock: socket.socket, response: bytes, stop: int) -> list[int]:
+    """A fake server: answers every whole ``GET`` it reads; returns how many requests
+    each recv completed (the client's batches), until ``stop`` requests."""
+    batches, buf, served = [], b"", 0
+    while served < stop:
+        buf += sock.recv(65536)
+        k = buf.count(b"\r\n\r\n")
+        buf = buf[buf.rfind(b"\r\n\r\n") + 4 :] if k else buf
+        sock.sendall(response * k)
+        batches.append(k)
+        served += k
+    return batches
+
+
+def test_drive_sends_exactly_n_requests_depth_at_a_time() -> None:
+    import threading
+
+    pairs = [tcp_pair() for _ in range(2)]
+    seen: list[list[int]] = [[], []]
+
+    def serve(i: int, n: int) -> None:
+        seen[i] = answer_gets(pairs[i][1], HELLO_RESPONSE, n)
+
+    # 40 pipelined requests over 2 connections: 16 + 16 at first, then 8 on the first one.
+    threads = [threading.Thread(target=serve, args=(i, n)) for i, n in enumerate((24, 16))]
+    try:
+        for t in threads:
+            t.start()
+        conns = [instructions.Conn(a) for a, _ in pairs]
+        instructions.drive(conns, instructions.SCENARIOS["pipelined"], 40)
+        for t in threads:
+            t.join(5)
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+    assert sum(seen[0]) == 24 and max(seen[0]) <= 16
+    assert seen[1] == [16]  # one batch of depth 16, read back before anything else
+
+
+def test_conn_rejects_a_wrong_or_extra_response() -> None:
+    a, b = tcp_pair()
+    with a, b:
+        conn = instructions.Conn(a)
+        b.sendall(HELLO_RESPONSE.replace(b"200 OK", b"404 No"))
+        with pytest.raises(ValueError, match="status 404"):
+            conn.receive(instructions.SCENARIOS["hello"], 1)
+        conn.buf.clear()
+        b.sendall(HELLO_RESPONSE * 2)
+        with pytest.raises(ValueError, match="beyond the responses"):
+            conn.receive(instructions.SCENARIOS["hello"], 1)
+
+
+def annotate_text(total: int, rows: list[tuple[int, str]]) -> str:
+    """callgrind_annotate --inclusive=no output as valgrind 3.19 prints it."""
+    lines = [
+        "-" * 80,
+        "Profile data file 'callgrind.reactor.out.2' (creator: callgrind-3.19.0)",
+        "Ir",
+        f"{total:,} (100.0%)  PROGRAM TOTALS",
+        "",
+        "Ir                file:function",
+    ]
+    for value, where in rows:
+        lines.append(
+            f"{value:,} ({100 * value / total:5.2f}%)  {where} [/usr/lib/libpython3.11.so]"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def test_c_profile_of_one_request_from_two_dumps() -> None:
+    stack = "./csu/../csu/libc-start.c:__libc_start_main@@GLIBC_2.34"
+    one = annotate_text(
+        1_000_000,
+        [
+            (1_000_000, stack),  # the call stack at the dump, listed at 100%: not a cost
+            (400_000, "/src/Python/ceval.c:_PyEval_EvalFrameDefault'2"),
+            (100_000, "/src/Python/ceval.c:_PyEval_EvalFrameDefault"),
+            (20_000, "/src/./Include/object.h:_PyObject_GenericGetAttrWithDict"),
+            (80_000, "/src/Objects/object.c:_PyObject_GenericGetAttrWithDict"),
+            (5_000, "???:0x0000000004936718"),
+        ],
+    )
+    two = annotate_text(
+        2_000_000,
+        [
+            (2_000_000, stack),
+            (900_000, "/src/Python/ceval.c:_PyEval_EvalFrameDefault'2"),
+            (200_000, "/src/Python/ceval.c:_PyEval_EvalFrameDefault"),
+            (50_000, "/src/./Include/object.h:_PyObject_GenericGetAttrWithDict"),
+            (150_000, "/src/Objects/object.c:_PyObject_GenericGetAttrWithDict"),
+            (30_000, "/src/Objects/listobject.c:list_dealloc"),
+        ],
+    )
+    a, b = instructions.parse_annotate(one), instructions.parse_annotate(two)
+    assert a["_PyEval_EvalFrameDefault"] == ("ceval.c", 500_000)
+    assert a["_PyObject_GenericGetAttrWithDict"] == ("object.c", 100_000)  # largest piece's file
+    assert "__libc_start_main@@GLIBC_2.34" not in a and a["0x0000000004936718"][1] == 5_000
+    rows = instructions.diff_profiles(a, b, 1000, top=3)
+    assert rows == [
+        ("_PyEval_EvalFrameDefault", "ceval.c", 600.0),
+        ("_PyObject_GenericGetAttrWithDict", "object.c", 100.0),
+        ("list_dealloc", "listobject.c", 30.0),
+    ]
+    with pytest.raises(ValueError, match="PROGRAM TOTALS"):
+        instructions.parse_annotate("nothing here\n")
+
+
+def test_report_section_is_replaced_and_the_rest_kept() -> None:
+    head = instructions.SECTION
+    new = f"{head}\n\nnew\n"
+    doc = f"# B\n\nintro\n\n{head}\n\nold\n### sub\nold\n\n## How\n\nkept\n"
+    assert instructions.replace_section(doc, head, new) == (
+        f"# B\n\nintro\n\n{head}\n\nnew\n\n## How\n\nkept\n"
+    )
+    assert instructions.replace_section(f"# B\n\n{head}\n\nold\n", head, new) == f"# B\n\n{new}"
+    assert instructions.replace_section("# B\n\nintro\n", head, new) == f"# B\n\nintro\n\n{new}"
+    assert instructions.replace_section("", head, new) == new
+
+
+def instr_results() -> dict[str, Any]:
+    def cell(per: float, ratio: float | None) -> dict[str, Any]:
+        return {"n1": 1, "n2": 3, "i1": 1, "i2": 3, "per_request": per, "vs_uvicorn": ratio}
+
+    return {
+        "date": "2026-12-01 23:00 UTC",
+        "reactor": "abc",
+        "cpu": "CPU",
+        "valgrind": "valgrind-3.19.0",
+        "versions": {"python": "3.11.7"},
+        "scenarios": ["hello", "64k"],
+        "sizes": {"hello": [1000, 3000], "64k": [500, 1500]},
+        "servers": {
+            "reactor": {
+                "label": "reactor (selectors)",
+                "scenarios": {"hello": cell(45_000, 0.45), "64k": cell(90_000, 0.9)},
+            },
+            "reactor-asyncio": {
+                "label": "reactor (asyncio backend)",
+                "scenarios": {"hello": cell(65_000, 0.65)},
+            },
+            "uvicorn": {
+                "label": "uvicorn",
+                "scenarios": {"hello": cell(100_000, 1.0), "64k": cell(100_000, 1.0)},
+            },
+        },
+        "skipped": {"reactor-uvloop": "not available (no uvloop)"},
+        "profiles": {
+            "c": {
+                "server": "reactor",
+                "scenario": "hello",
+                "total": 45_000.0,
+                "top": [["_PyEval_EvalFrameDefault", "ceval.c", 22_500.0]],
+            },
+            "python": {
+                "server": "reactor",
+                "scenario": "hello",
+                "n1": 500,
+                "n2": 2000,
+                "opcodes": 1000.0,
+                "calls": 16.0,
+                "top": [["reactor/connection.py:244:Connection._data_received", 180.0, 1.0]],
+            },
+        },
+    }
+
+
+def test_instructions_section_renders_table_method_and_profiles() -> None:
+    text = instructions.section(instr_results())
+    assert text.startswith(instructions.SECTION + "\n")
+    assert "| server | hello | 64k |" in text
+    assert "| reactor (selectors) | 45,000 (0.45x) | 90,000 (0.90x) |" in text
+    assert "| reactor (asyncio backend) | 65,000 (0.65x) | - |" in text
+    assert "- skipped: reactor-uvloop: not available (no uvloop)" in text
+    assert "reactor abc" in text and "hello 1,000/3,000, 64k 500/1,500" in text
+    assert "| 22,500 | 50.0% | `_PyEval_EvalFrameDefault` | ceval.c |" in text
+    assert "1,000 opcodes and 16.0 Python calls per request" in text
+    assert (
+        "| 180.0 | 18.0% | 1.00 | `reactor/connection.py:244:Connection._data_received` |" in text
+    )
+
+
+def test_targets_read_instruction_counts_and_warn_on_another_revision() -> None:
+    results = results_fixture()
+    summary = report.summarize(results["runs"])
+    instr = instr_results()
+    rows = {r[0]: r for r in report.targets(results, summary, instr)}
+    assert rows["instructions per hello request, selectors loop"][2:] == ("0.45x", "yes")
+    assert rows["instructions per hello request, asyncio backend"][2:] == ("0.65x", "**no**")
+    assert rows["instructions per hello request, uvloop backend"][2] == "not measured"
+    assert report.instructions_note(results, instr).startswith("The instruction counts are")
+    instr["reactor"] = "def"
+    note = report.instructions_note(results, instr)
+    assert "**Warning**" in note and "reactor def" in note and "reactor abc" in note
+    instr["reactor"] = results["meta"]["reactor"] = "abc + uncommitted changes"
+    assert "**Warning**" in report.instructions_note(results, instr)
+    assert "has not been run" in report.instructions_note(results, None)
+    text = report.markdown(results, None, instr)
+    assert "## Targets (issue 15)" in text and "| POST 1 KiB body | >= 1.5x uvicorn |" in text
+
+
+def snapshot(opcodes_: dict[str, int], calls: dict[str, int]) -> dict[str, dict[str, int]]:
+    return {"opcodes": opcodes_, "calls": calls}
+
+
+def test_opcodes_per_request_from_three_snapshots() -> None:
+    snaps = [
+        snapshot({"start": 500}, {"start": 1}),
+        # batch of 10: 10 x 30 opcodes in handle, plus 7 the batch costs in run_once
+        snapshot({"start": 500, "handle": 300, "run_once": 7}, {"start": 1, "handle": 10}),
+        # batch of 30
+        snapshot(
+            {"start": 500, "handle": 1200, "run_once": 14, "new": 40},
+            {"start": 1, "handle": 40, "new": 20},
+        ),
+    ]
+    out = opcodes.per_request(snaps, 10, 30, top=2)
+    assert out["top"] == [("handle", 30.0, 1.0), ("new", 2.0, 1.0)]
+    assert out["opcodes"] == pytest.approx(32.0) and out["calls"] == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        opcodes.per_request(snaps, 30, 30)
+
+
+def test_opcode_labels_name_reactor_modules_by_their_package_path() -> None:
+    assert (
+        opcodes.code_label("/tmp/base/reactor/http/parser.py", 187, "RequestParser.parse")
+        == "reactor/http/parser.py:187:RequestParser.parse"
+    )
+    assert opcodes.code_label("/usr/lib/python3.11/selectors.py", 451, "select") == (
+        "selectors.py:451:select"
+    )
+    assert opcodes.VARIANTS["reactor-uvloop"] == "uvloop" and opcodes.N1 < opcodes.N2

@@ -1,22 +1,41 @@
 """`make bench-instr`: CPU instructions per request, counted by valgrind's callgrind.
 
-Each server runs under ``valgrind --tool=callgrind`` twice: once answering N1 and once N2
-keep-alive ``GET /`` requests (the hello app of tools/bench/apps/), sent by a client of this
-module running outside valgrind over 16 connections, one request in flight per connection.
-When the last response is in, the server gets SIGTERM, stops its loop and exits normally, and
-callgrind writes its total (the ``totals:``/``summary:`` line of its output file). Start-up,
-imports and shutdown cost the same in both runs, so ``(I2 - I1) / (N2 - N1)`` is the cost of
-one request. Counted instructions do not depend on how busy the machine is, unlike req/s: this
-is the figure to compare before and after a change to the core.
+Each server runs once under ``valgrind --tool=callgrind``, started as tools/bench/peers.py
+starts it (the same commands, apps and environment, with PYTHONHASHSEED=0 and
+PYTHONDONTWRITEBYTECODE=1), and answers every scenario in turn, sent by a client of this
+module running outside valgrind over 16 connections:
 
-Servers are started as tools/bench/peers.py starts them (the same commands, apps and
-environment), behind ``taskset`` and ``valgrind``; both runs of a server get the same
-environment, with PYTHONHASHSEED=0 and PYTHONDONTWRITEBYTECODE=1. ``--reactor-src PATH`` puts
-another checkout's reactor first on PYTHONPATH (e.g. a ``git worktree`` of an older commit) to
-measure it with this tree's harness and apps.
+- ``hello``: keep-alive ``GET /``, answered ``Hello, World!``;
+- ``post``: ``POST /post`` with a 1 KiB body, answered with the body length (``1024``);
+- ``64k``: ``GET /64k``, a 64 KiB response;
+- ``pipelined``: ``GET /`` sent 16 at a time per connection, the 16 responses read back.
 
-    python tools/bench/instructions.py                  # the five servers, N1=2000, N2=6000
-    python tools/bench/instructions.py --servers reactor,uvicorn --reactor-src /tmp/base
+Per scenario the client opens fresh connections, warms them up, and then sends N1 and then N2
+requests; before and after each batch (the server idle by then) ``callgrind_control --dump``
+makes callgrind write the instructions counted since the previous dump to a file of its own.
+``(I2 - I1) / (N2 - N1)``, I1 and I2 the counts of the two batches, is the cost of one
+request: what a batch costs whatever its size (the dump, the loop waking up) cancels out.
+Counted instructions do not depend on how busy the machine is, unlike req/s: this is the
+figure to compare before and after a change to the core. One process per server answers all
+scenarios because a Python server's start-up costs ~20 s under callgrind (40 starts would
+take 13 minutes); ``callgrind_control`` reaches a server blocked in ``epoll_wait`` through
+vgdb, which needs ptrace (``kernel.yama.ptrace_scope`` 0 or 1 for a child, or root).
+
+Defaults (N1, N2 per scenario, chosen so that the default run of the five servers stays under
+~8 minutes on a 2-core machine): hello 1,000/3,000, post 1,000/3,000, 64k 500/1,500,
+pipelined 1,024/3,072. ``--n1``/``--n2`` set them for every scenario.
+
+``--profile reactor/hello`` (the default) adds the per-function profile of one request of
+that server and scenario: C functions from ``callgrind_annotate --inclusive=no`` of the two
+batches' dumps, differenced and divided by N2 - N1; Python functions (reactor only) from
+tools/bench/opcodes.py, which counts opcodes per code object outside valgrind.
+``--report docs/benchmarks.md`` (as ``make bench-instr`` does) replaces the section
+"## Instructions per request (make bench-instr)" of that file and keeps the rest.
+``--reactor-src PATH`` puts another checkout's reactor first on PYTHONPATH (e.g. a
+``git worktree`` of an older commit) to measure it with this tree's harness and apps.
+
+    python tools/bench/instructions.py                  # five servers, four scenarios
+    python tools/bench/instructions.py --servers reactor,uvicorn --scenarios hello,post
 
 Progress goes to stderr, the table to stdout, raw numbers to ``--json``. It re-executes itself
 with build/bench-venv's Python (where uvicorn is) when that venv exists.
@@ -42,17 +61,207 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import HELLO, PEERS, ROOT, Context, Peer, free_port, peer_env, raise_nofile, unavailable
+from peers import (
+    HELLO,
+    PEERS,
+    ROOT,
+    Context,
+    Peer,
+    free_port,
+    package_versions,
+    peer_env,
+    raise_nofile,
+    unavailable,
+)
 from run import BENCH_VENV, BUILD, cpu_model, fmt_time, log, make_www, pinning, reactor_revision
 
 DEFAULT_SERVERS = ("reactor", "reactor-asyncio", "reactor-uvloop", "reactor-wsgi", "uvicorn")
+BASELINE = "uvicorn"
 CONNECTIONS = 16
-REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+SECTION = "## Instructions per request (make bench-instr)"
 #: Seconds to wait for a server under valgrind to listen, for one response, and to exit.
 START_TIMEOUT = 300.0
 IO_TIMEOUT = 120.0
 EXIT_TIMEOUT = 60.0
+#: Seconds the server gets to finish the work of the last response before a dump.
+SETTLE = 0.3
 TOTALS = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
+TRIGGER = re.compile(rb"^desc: Trigger: (.*)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[bytes, bytes]  # names lower-cased
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What the client sends (``request``, ``depth`` of them at a time on one connection)
+    and the body every response must carry (status 200)."""
+
+    name: str
+    title: str
+    request: bytes
+    body: bytes
+    n1: int
+    n2: int
+    depth: int = 1
+
+    def check(self, response: Response) -> None:
+        if response.status != 200:
+            raise ValueError(f"{self.name}: status {response.status}, expected 200")
+        if response.body != self.body:
+            raise ValueError(
+                f"{self.name}: unexpected body of {len(response.body)} bytes: "
+                f"{response.body[:40]!r}"
+            )
+
+
+GET = b"GET %s HTTP/1.1\r\nHost: bench\r\n\r\n"
+POST_BODY = b"x" * 1024
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("hello", "keep-alive `GET /`", GET % b"/", HELLO, 1000, 3000),
+        Scenario(
+            "post",
+            "`POST /post`, 1 KiB body",
+            b"POST /post HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: 1024\r\n\r\n" + POST_BODY,
+            b"1024",
+            1000,
+            3000,
+        ),
+        Scenario("64k", "`GET /64k`, 64 KiB response", GET % b"/64k", b"x" * 65536, 500, 1500),
+        Scenario(
+            "pipelined", "`GET /` pipelined, depth 16", GET % b"/", HELLO, 1024, 3072, depth=16
+        ),
+    )
+}
+
+
+def parse_response(buf: bytes | bytearray, start: int = 0) -> tuple[Response, int] | None:
+    """The whole response at ``buf[start:]`` and the offset just past it, or None while
+    ``buf`` holds less than one. Content-Length or chunked framing (trailers skipped)."""
+    end = buf.find(b"\r\n\r\n", start)
+    if end < 0:
+        return None
+    lines = bytes(buf[start:end]).split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ValueError(f"not a response: {lines[0][:80]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    pos = end + 4
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        body = bytearray()
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            size = int(bytes(buf[pos:eol]).split(b";")[0], 16)
+            pos = eol + 2
+            if size == 0:
+                break
+            if len(buf) < pos + size + 2:
+                return None
+            body += buf[pos : pos + size]
+            pos += size + 2
+        while True:  # trailers, up to the empty line
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            empty = eol == pos
+            pos = eol + 2
+            if empty:
+                return Response(int(parts[1]), headers, bytes(body)), pos
+    length = int(headers.get(b"content-length", b"0"))
+    if len(buf) < pos + length:
+        return None
+    return Response(int(parts[1]), headers, bytes(buf[pos : pos + length])), pos + length
+
+
+class Conn:
+    """One keep-alive client connection: sends a scenario's requests and reads back and
+    checks as many responses."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.settimeout(IO_TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.buf = bytearray()
+
+    def send(self, scenario: Scenario, count: int) -> None:
+        self.sock.sendall(scenario.request * count)
+
+    def receive(self, scenario: Scenario, count: int) -> None:
+        pos = 0
+        while count:
+            found = parse_response(self.buf, pos)
+            if found is None:
+                chunk = self.sock.recv(1 << 17)
+                if not chunk:
+                    raise ConnectionError("the server closed the connection")
+                self.buf += chunk
+                continue
+            response, pos = found
+            scenario.check(response)
+            count -= 1
+        del self.buf[:pos]
+        if self.buf:
+            raise ValueError(f"{scenario.name}: {len(self.buf)} bytes beyond the responses")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def connect_when_listening(port: int, proc: subprocess.Popen[bytes]) -> socket.socket:
+    """The first connection, once the server listens. Refused attempts never reach the
+    server's process, so this costs it nothing."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode} before listening")
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+        except ConnectionRefusedError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the server did not listen within {START_TIMEOUT:g} s")
+
+
+def open_conns(port: int, k: int = CONNECTIONS) -> list[Conn]:
+    return [
+        Conn(socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)) for _ in range(k)
+    ]
+
+
+def drive(conns: list[Conn], scenario: Scenario, n: int) -> None:
+    """Exactly ``n`` requests of ``scenario``: each connection sends up to ``depth`` at a
+    time and reads their responses back before sending more; round-robin over ``conns``."""
+    sent = done = 0
+    busy: list[tuple[Conn, int]] = []
+    for c in conns:
+        k = min(scenario.depth, n - sent)
+        if k:
+            c.send(scenario, k)
+            sent += k
+            busy.append((c, k))
+    while busy:
+        still = []
+        for c, k in busy:
+            c.receive(scenario, k)
+            done += k
+            k = min(scenario.depth, n - sent)
+            if k:
+                c.send(scenario, k)
+                sent += k
+                still.append((c, k))
+        busy = still
+    assert done == n == sent
 
 
 def parse_totals(text: bytes) -> int:
@@ -65,120 +274,76 @@ def parse_totals(text: bytes) -> int:
 
 
 def per_request(i1: int, n1: int, i2: int, n2: int) -> float:
-    """Instructions per request, start-up and shutdown cancelled out: (I2 - I1) / (N2 - N1)."""
+    """Instructions per request, the fixed cost of a batch cancelled out: (I2-I1)/(N2-N1)."""
     if n2 <= n1:
         raise ValueError(f"N2 ({n2}) must be larger than N1 ({n1})")
     return (i2 - i1) / (n2 - n1)
 
 
-class Conn:
-    """One keep-alive client connection: sends ``GET /`` and reads one whole response
-    (Content-Length or chunked), which must be 200 ``Hello, World!``."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        sock.settimeout(IO_TIMEOUT)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = sock
-        self.buf = b""
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the server closed the connection")
-        self.buf += chunk
-
-    def _take(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def _line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line
-
-    def send(self) -> None:
-        self.sock.sendall(REQUEST)
-
-    def receive(self) -> None:
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise ValueError(f"unexpected response: {head[:80]!r}")
-        headers = {}
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip().lower()
-        if headers.get(b"transfer-encoding") == b"chunked":
-            body = b""
-            while size := int(self._line().split(b";")[0], 16):
-                body += self._take(size)
-                self._take(2)
-            while self._line():  # trailers, up to the empty line
-                pass
-        else:
-            body = self._take(int(headers.get(b"content-length", b"-1")))
-        if body != HELLO:
-            raise ValueError(f"unexpected body: {body[:60]!r}")
+# One function line of `callgrind_annotate`: "  1,234 ( 0.5%)  file:function [object]".
+ANNOTATE_LINE = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.+?)(?:\s+\[[^\]]*\])?\s*$")
 
 
-def connect_when_listening(port: int, proc: subprocess.Popen[bytes]) -> socket.socket:
-    """The first connection, once the server listens. Refused attempts never reach the
-    server's process, so this costs it nothing that differs between the two runs."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode} before listening")
-        try:
-            return socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-        except ConnectionRefusedError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the server did not listen within {START_TIMEOUT:g} s")
+def parse_annotate(text: str) -> dict[str, tuple[str, int]]:
+    """Self cost per C function of ``callgrind_annotate --inclusive=no`` output:
+    ``{function: (file name, instructions)}``. Recursion levels (``f'2``) and the pieces of
+    a function inlined from headers are added up; the rows equal to PROGRAM TOTALS (the
+    call stack at the time of a dump, which this callgrind_annotate lists at 100%) and
+    the totals line are left out."""
+    total = None
+    out: dict[str, tuple[str, int]] = {}
+    biggest: dict[str, int] = {}
+    for line in text.splitlines():
+        m = ANNOTATE_LINE.match(line)
+        if m is None:
+            continue
+        value = int(m.group(1).replace(",", ""))
+        where = m.group(2)
+        if where == "PROGRAM TOTALS":
+            total = value
+            continue
+        if value == total:
+            continue
+        file, sep, fn = where.rpartition(":")
+        if not sep:
+            file, fn = "???", where
+        fn = re.sub(r"'\d+$", "", fn)
+        name = file.rsplit("/", 1)[-1]
+        old_name, old = out.get(fn, (name, 0))
+        if value > biggest.get(fn, -1):
+            biggest[fn] = value
+            old_name = name
+        out[fn] = (old_name, old + value)
+    if total is None:
+        raise ValueError("no PROGRAM TOTALS line in the callgrind_annotate output")
+    return out
 
 
-def drive(port: int, n: int, proc: subprocess.Popen[bytes]) -> list[Conn]:
-    """Exactly ``n`` keep-alive requests over 16 connections, one in flight on each, in
-    round-robin order; returns the connections, still open (the server closes them when it
-    shuts down, which costs the same in both runs)."""
-    conns = [Conn(connect_when_listening(port, proc))]
-    conns += [
-        Conn(socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT))
-        for _ in range(min(CONNECTIONS, n) - 1)
-    ]
-    sent = done = 0
-    busy = []
-    for c in conns:
-        if sent < n:
-            c.send()
-            sent += 1
-            busy.append(c)
-    while busy:
-        still = []
-        for c in busy:
-            c.receive()
-            done += 1
-            if sent < n:
-                c.send()
-                sent += 1
-                still.append(c)
-        busy = still
-    assert done == n
-    return conns
+def diff_profiles(
+    one: dict[str, tuple[str, int]], two: dict[str, tuple[str, int]], n: int, top: int = 20
+) -> list[tuple[str, str, float]]:
+    """The ``top`` functions by instructions per request, (two - one) / n, as
+    ``(function, file, per request)``, largest first."""
+    rows = []
+    for fn in one.keys() | two.keys():
+        file = (two.get(fn) or one[fn])[0]
+        cost = (two.get(fn, ("", 0))[1] - one.get(fn, ("", 0))[1]) / n
+        rows.append((fn, file, cost))
+    rows.sort(key=lambda r: (-r[2], r[0]))
+    return rows[:top]
 
 
-@dataclass
-class Count:
-    requests: int
-    instructions: int
-    seconds: float
+def annotate(path: Path) -> dict[str, tuple[str, int]]:
+    proc = subprocess.run(
+        ["callgrind_annotate", "--inclusive=no", "--threshold=100", str(path)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    return parse_annotate(proc.stdout)
 
 
 def reactor_env(peer: Peer, ctx: Context, reactor_src: Path | None) -> dict[str, str]:
     """peers.py's environment for ``peer``, with ``reactor_src`` first on PYTHONPATH, hash
-    randomisation off and no bytecode written (so that both runs import the same way)."""
+    randomisation off and no bytecode written (so that runs import the same way)."""
     env = peer_env(peer, ctx)
     if peer.reactor and reactor_src is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(reactor_src), env["PYTHONPATH"]])
@@ -192,6 +357,7 @@ def valgrind_argv(out_file: Path) -> list[str]:
         "valgrind",
         "--tool=callgrind",
         "--trace-children=no",
+        "--vgdb=yes",  # callgrind_control --dump goes through vgdb
         f"--callgrind-out-file={out_file}",
         "--dump-line=no",
         "--dump-instr=no",
@@ -218,12 +384,64 @@ def stop(proc: subprocess.Popen[bytes], name: str, log_path: Path) -> int:
     return proc.wait(EXIT_TIMEOUT)
 
 
-def count(peer: Peer, ctx: Context, n: int, env: dict[str, str], out_dir: Path, tag: str) -> Count:
-    """One run under callgrind answering ``n`` requests; returns its instruction total."""
+class Dumper:
+    """``callgrind_control --dump`` of one server under callgrind; each dump is the file
+    ``<out file>.<k>`` (k = 1, 2, ...) holding what was counted since the previous one."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], out_file: Path) -> None:
+        self.proc = proc
+        self.out_file = out_file
+        self.k = 0
+
+    def dump(self, label: str) -> tuple[Path, int]:
+        """Dump now (after SETTLE s for the server to go idle); the file and its total."""
+        time.sleep(SETTLE)
+        self.k += 1
+        path = self.out_file.with_name(f"{self.out_file.name}.{self.k}")
+        proc = subprocess.run(
+            ["callgrind_control", "--dump=" + label, str(self.proc.pid)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                text = path.read_bytes()
+                total = parse_totals(text)
+            except (OSError, ValueError):
+                time.sleep(0.1)
+                continue
+            trigger = TRIGGER.search(text)
+            if trigger is None or label.encode() not in trigger.group(1):
+                raise RuntimeError(f"{path} is not the dump {label!r}")
+            return path, total
+        raise RuntimeError(
+            f"callgrind_control --dump wrote no {path}: {proc.stdout.strip()} "
+            f"{proc.stderr.strip()} (vgdb needs ptrace; see this module's docstring)"
+        )
+
+
+@dataclass
+class Batch:
+    requests: int
+    instructions: int
+    dump: Path
+
+
+def measure_server(
+    peer: Peer,
+    ctx: Context,
+    env: dict[str, str],
+    scenarios: list[Scenario],
+    sizes: dict[str, tuple[int, int]],
+    out_dir: Path,
+) -> dict[str, tuple[Batch, Batch]]:
+    """One run of ``peer`` under callgrind answering every scenario: per scenario the batch
+    of N1 and the batch of N2 requests."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    out_file = out_dir / f"callgrind.{peer.name}.{tag}.out"
-    log_path = out_dir / f"{peer.name}.{tag}.log"
-    out_file.unlink(missing_ok=True)
+    out_file = out_dir / f"callgrind.{peer.name}.out"
+    for old in out_dir.glob(f"{out_file.name}*"):
+        old.unlink()
+    log_path = out_dir / f"{peer.name}.log"
     port = free_port()
     argv = valgrind_argv(out_file) + peer.command(ctx, port)
     if ctx.server_cpu is not None:
@@ -240,9 +458,35 @@ def count(peer: Peer, ctx: Context, n: int, env: dict[str, str], out_dir: Path, 
             start_new_session=True,
             preexec_fn=raise_nofile,
         )
-    conns: list[Conn] = []
+    out: dict[str, tuple[Batch, Batch]] = {}
     try:
-        conns = drive(port, n, proc)
+        connect_when_listening(port, proc).close()
+        log(f"instr: {peer.name}: listening after {time.monotonic() - started:.0f} s")
+        dumper = Dumper(proc, out_file)
+        for sc in scenarios:
+            conns = open_conns(port)
+            try:
+                # Every connection answers a few requests before counting starts: first
+                # calls, caches and buffers are warm in both batches.
+                drive(conns, sc, 2 * CONNECTIONS * sc.depth)
+                dumper.dump(f"{sc.name}-warm")
+                batches = []
+                for n in sizes[sc.name]:
+                    drive(conns, sc, n)
+                    path, total = dumper.dump(f"{sc.name}-{n}")
+                    batches.append(Batch(n, total, path))
+            finally:
+                for c in conns:
+                    c.close()
+            out[sc.name] = (batches[0], batches[1])
+            cost = per_request(
+                batches[0].instructions, batches[0].requests,
+                batches[1].instructions, batches[1].requests,
+            )  # fmt: skip
+            log(
+                f"instr: {peer.name} {sc.name}: {cost:,.0f} instructions per request "
+                f"({fmt_time(time.monotonic() - started)} since start)"
+            )
         rc = stop(proc, peer.name, log_path)
     except BaseException:
         if proc.poll() is None:
@@ -251,57 +495,185 @@ def count(peer: Peer, ctx: Context, n: int, env: dict[str, str], out_dir: Path, 
         tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
         log("instr: server log:\n" + "\n".join(tail))
         raise
-    finally:
-        for c in conns:
-            c.sock.close()
-    # uvicorn re-raises the SIGTERM it caught once it has shut down; valgrind still runs
-    # callgrind's end of run (totals included) when the program dies of a signal.
+    # uvicorn re-raises the SIGTERM it caught once it has shut down.
     if rc not in (0, -signal.SIGTERM):
         log(f"instr: WARNING {peer.name} exited with {rc} (see {log_path})")
-    if not out_file.exists():
-        raise RuntimeError(f"callgrind wrote no {out_file} (see {log_path})")
-    total = parse_totals(out_file.read_bytes())
-    return Count(n, total, time.monotonic() - started)
+    return out
+
+
+def fmt_count(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def table(results: dict[str, Any]) -> str:
-    rows = results["servers"]
-    base = rows.get("uvicorn", {}).get("per_request")
+    """Instructions per request, one row per server, one column per scenario, each cell
+    with its ratio to uvicorn's."""
+    names = results["scenarios"]
     lines = [
-        f"| server | I1 (N1={results['n1']:,}) | I2 (N2={results['n2']:,}) "
-        "| instructions/request | vs uvicorn |",
-        "|---|--:|--:|--:|--:|",
+        "| server | " + " | ".join(names) + " |",
+        "|---|" + "--:|" * len(names),
     ]
-    for row in rows.values():
-        ratio = f"{row['per_request'] / base:.2f}x" if base else "-"
-        lines.append(
-            f"| {row['label']} | {row['i1']:,} | {row['i2']:,} "
-            f"| {row['per_request']:,.0f} | {ratio} |"
-        )
-    for name, reason in results.get("skipped", {}).items():
-        lines.append(f"\nskipped: {name}: {reason}")
+    for row in results["servers"].values():
+        cells = []
+        for name in names:
+            cell = row["scenarios"].get(name)
+            if cell is None:
+                cells.append("-")
+                continue
+            ratio = cell.get("vs_uvicorn")
+            cells.append(
+                fmt_count(cell["per_request"]) + ("" if ratio is None else f" ({ratio:.2f}x)")
+            )
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def c_profile_table(profile: dict[str, Any]) -> list[str]:
+    total = profile["total"]
+    lines = [
+        "| instructions/request | share | function | file |",
+        "|--:|--:|---|---|",
+    ]
+    for fn, file, cost in profile["top"]:
+        lines.append(f"| {cost:,.0f} | {cost / total:.1%} | `{fn}` | {file} |")
+    return lines
+
+
+def py_profile_table(profile: dict[str, Any]) -> list[str]:
+    total = profile["opcodes"]
+    lines = [
+        "| opcodes/request | share | calls/request | function |",
+        "|--:|--:|--:|---|",
+    ]
+    for label, opcodes, calls in profile["top"]:
+        lines.append(f"| {opcodes:,.1f} | {opcodes / total:.1%} | {calls:.2f} | `{label}` |")
+    return lines
+
+
+def section(results: dict[str, Any]) -> str:
+    """The report's section "## Instructions per request (make bench-instr)"."""
+    sizes = ", ".join(f"{name} {n1:,}/{n2:,}" for name, (n1, n2) in results["sizes"].items())
+    versions = ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items())
+    out = [
+        SECTION,
+        "",
+        f"Generated by `make bench-instr` (tools/bench/instructions.py) on {results['date']}; "
+        "regenerate it rather than editing it. "
+        f"reactor {results['reactor']}; {results['valgrind']}; {versions}; "
+        f"CPU: {results['cpu']}.",
+        "",
+        "Instructions per request (ratio to uvicorn's):",
+        "",
+        table(results),
+        "",
+    ]
+    for name, reason in results.get("skipped", {}).items():
+        out += [f"- skipped: {name}: {reason}"]
+    if results.get("skipped"):
+        out.append("")
+    out += [
+        "Scenarios, each over 16 keep-alive connections: "
+        + "; ".join(f"{s}: {SCENARIOS[s].title}" for s in results["scenarios"])
+        + ". The apps are those of `make bench` (tools/bench/apps/).",
+        "",
+        "Method: every server runs once under `valgrind --tool=callgrind`, started as "
+        "`make bench` starts it, with `PYTHONHASHSEED=0`; a Python client outside valgrind "
+        "answers the scenarios in turn on fresh connections, each warmed up with a few "
+        "requests, then sends N1 and then N2 requests and checks every response. Before and "
+        "after each batch, with the server idle, `callgrind_control --dump` writes what "
+        "callgrind counted since the previous dump; `(I2 - I1) / (N2 - N1)` is the cost of "
+        f"one request (the fixed cost of a batch cancels out). N1/N2: {sizes}. Counts do not "
+        "depend on CPU speed, but do on how many sockets one `epoll` call returns (the "
+        "client is not slowed down by valgrind) and on when the cyclic GC runs: compare "
+        "only runs made back to back; two runs of one tree agree within about 1%.",
+        "",
+    ]
+    c = results.get("profiles", {}).get("c")
+    if c:
+        out += [
+            f"### C functions of one request: {c['server']}, {c['scenario']} (callgrind)",
+            "",
+            f"Self instructions per request of the top {len(c['top'])} functions, from "
+            "`callgrind_annotate --inclusive=no` of the N2 and the N1 batch, differenced "
+            f"and divided by N2 - N1 ({c['total']:,.0f} per request in all; the top "
+            f"{len(c['top'])} are {sum(r[2] for r in c['top']) / c['total']:.0%}):",
+            "",
+            *c_profile_table(c),
+            "",
+        ]
+    py = results.get("profiles", {}).get("python")
+    if py:
+        out += [
+            f"### Python functions of one request: {py['server']}, {py['scenario']} (opcodes)",
+            "",
+            "tools/bench/opcodes.py (outside valgrind) runs tools/bench/apps/reactor_app.py "
+            "with a `sys.settrace` opcode counter per code object and the same client; the "
+            f"counts of an N1 = {py['n1']:,} and an N2 = {py['n2']:,} batch, differenced and "
+            f"divided by N2 - N1: {py['opcodes']:,.0f} opcodes and {py['calls']:.1f} Python "
+            f"calls per request; the top {len(py['top'])} functions:",
+            "",
+            *py_profile_table(py),
+            "",
+        ]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def replace_section(text: str, heading: str, new: str) -> str:
+    """``text`` with its section ``heading`` (up to the next ``## `` heading or the end)
+    replaced by ``new``, or ``new`` appended when there is no such section."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == heading]
+    if not starts:
+        return (text.rstrip("\n") + "\n\n" if text.strip() else "") + new
+    start = starts[0]
+    end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
+    after = "".join(lines[end:])
+    return "".join(lines[:start]) + new + ("\n" + after if after else "")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Instructions per request under valgrind --tool=callgrind.",
-        epilog="servers: " + ", ".join(PEERS),
-    )
-    p.add_argument("--n1", type=int, default=2000, help="requests of the first run")
-    p.add_argument("--n2", type=int, default=6000, help="requests of the second run")
+        epilog="servers: " + ", ".join(PEERS) + ". scenarios (default N1/N2): "
+        + ", ".join(f"{s.name} ({s.n1}/{s.n2})" for s in SCENARIOS.values())
+        + ". The default run (5 servers, 4 scenarios) takes about 7 minutes.",
+    )  # fmt: skip
+    p.add_argument("--n1", type=int, help="requests of the first batch (every scenario)")
+    p.add_argument("--n2", type=int, help="requests of the second batch (every scenario)")
     p.add_argument("--servers", default=",".join(DEFAULT_SERVERS), help="comma-separated")
+    p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
+    p.add_argument(
+        "--profile",
+        default="reactor/hello",
+        help="SERVER/SCENARIO to profile per function ('none': no profile)",
+    )
     p.add_argument("--reactor-src", type=Path, help="a reactor checkout to measure instead")
     p.add_argument("--json", help="write the raw results here")
+    p.add_argument("--report", type=Path, help="replace the section in this Markdown file")
     p.add_argument("--out-dir", type=Path, default=BUILD / "instr", help="callgrind files, logs")
     p.add_argument("--no-reexec", action="store_true", help="do not switch to build/bench-venv")
     args = p.parse_args(argv)
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
+    args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for name in args.server_list:
         if name not in PEERS:
             p.error(f"unknown server {name!r}: choose from {', '.join(PEERS)}")
-    if args.n1 < 1 or args.n2 <= args.n1:
-        p.error("need 1 <= --n1 < --n2")
+    for name in args.scenario_list:
+        if name not in SCENARIOS:
+            p.error(f"unknown scenario {name!r}: choose from {', '.join(SCENARIOS)}")
+    args.sizes = {}
+    for name in args.scenario_list:
+        n1 = SCENARIOS[name].n1 if args.n1 is None else args.n1
+        n2 = SCENARIOS[name].n2 if args.n2 is None else args.n2
+        if n1 < 1 or n2 <= n1:
+            p.error(f"{name}: need 1 <= N1 < N2 (N1={n1}, N2={n2})")
+        args.sizes[name] = (n1, n2)
+    args.profile_target = None
+    if args.profile != "none":
+        server, _, scenario = args.profile.partition("/")
+        if server not in PEERS or scenario not in SCENARIOS:
+            p.error(f"--profile {args.profile!r}: expected SERVER/SCENARIO or 'none'")
+        args.profile_target = (server, scenario)
     if args.reactor_src is not None:
         args.reactor_src = args.reactor_src.resolve()
         if not (args.reactor_src / "reactor" / "__init__.py").is_file():
@@ -309,13 +681,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def maybe_reexec(args: argparse.Namespace) -> None:
+def maybe_reexec(args: argparse.Namespace, script: str = __file__) -> None:
+    """Run ``script`` again with build/bench-venv's Python (where the peers are), if any."""
     python = BENCH_VENV / "bin" / "python"
     if args.no_reexec or not python.exists():
         return
     if Path(sys.prefix).resolve() == BENCH_VENV.resolve():
         return
-    os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
+    os.execv(str(python), [str(python), str(Path(script).resolve()), *sys.argv[1:]])
 
 
 def why_not(peer: Peer, ctx: Context, env: dict[str, str]) -> str | None:
@@ -337,6 +710,29 @@ def why_not(peer: Peer, ctx: Context, env: dict[str, str]) -> str | None:
     return None
 
 
+def c_profile(server: str, scenario: str, one: Batch, two: Batch) -> dict[str, Any]:
+    rows = diff_profiles(annotate(one.dump), annotate(two.dump), two.requests - one.requests)
+    total = per_request(one.instructions, one.requests, two.instructions, two.requests)
+    return {"server": server, "scenario": scenario, "total": total, "top": rows}
+
+
+def python_profile(
+    args: argparse.Namespace, ctx: Context, server: str, scenario: str
+) -> dict[str, Any] | None:
+    import opcodes
+
+    variant = opcodes.VARIANTS.get(server)
+    if variant is None:
+        log(f"instr: no Python profile for {server} (reactor servers only)")
+        return None
+    env = reactor_env(PEERS[server], ctx, args.reactor_src)
+    log(f"instr: Python profile of {server} {scenario} (opcodes.py) ...")
+    prof = opcodes.profile(
+        ctx.python, env, variant, SCENARIOS[scenario], opcodes.N1, opcodes.N2, args.out_dir
+    )
+    return {"server": server, "scenario": scenario, **prof}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     maybe_reexec(args)
@@ -349,22 +745,31 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(python=sys.executable, build=BUILD, www=make_www(BUILD), server_cpu=server_cpu)
     tree = args.reactor_src or ROOT
     valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True)
+    versions = package_versions(ctx.python)
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "reactor": reactor_revision(tree),
         "reactor_src": str(tree),
         "cpu": cpu_model(),
         "valgrind": valgrind.stdout.strip(),
-        "python": sys.version.split()[0],
-        "n1": args.n1,
-        "n2": args.n2,
+        "versions": {
+            k: versions[k] for k in ("python", "uvicorn", "httptools", "uvloop") if k in versions
+        },
         "connections": CONNECTIONS,
+        "scenarios": args.scenario_list,
+        "sizes": args.sizes,
         "servers": {},
         "skipped": {},
+        "profiles": {},
     }
     log(f"instr: reactor {results['reactor']} from {tree}; {results['valgrind']}")
-    log(f"instr: N1={args.n1:,}, N2={args.n2:,} keep-alive GET / over {CONNECTIONS} connections")
+    log(
+        "instr: N1/N2 per scenario: "
+        + ", ".join(f"{s} {n1:,}/{n2:,}" for s, (n1, n2) in args.sizes.items())
+        + f", over {CONNECTIONS} connections"
+    )
     started = time.monotonic()
+    scenarios = [SCENARIOS[s] for s in args.scenario_list]
     for name in args.server_list:
         peer = PEERS[name]
         env = reactor_env(peer, ctx, args.reactor_src)
@@ -373,37 +778,53 @@ def main(argv: list[str] | None = None) -> int:
             results["skipped"][name] = reason
             log(f"instr: {name}: skipped: {reason}")
             continue
-        counts = []
+        log(f"instr: {name}: starting under callgrind ({fmt_time(time.monotonic() - started)})")
         try:
-            for tag, n in (("n1", args.n1), ("n2", args.n2)):
-                log(f"instr: {name}: {n:,} requests under callgrind ...")
-                c = count(peer, ctx, n, env, args.out_dir, tag)
-                counts.append(c)
-                log(
-                    f"instr: {name}: {n:,} requests: {c.instructions:,} instructions "
-                    f"({c.seconds:.0f} s; {fmt_time(time.monotonic() - started)} elapsed)"
-                )
+            batches = measure_server(peer, ctx, env, scenarios, args.sizes, args.out_dir)
         except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
             results["skipped"][name] = f"failed: {exc}"
             log(f"instr: {name}: failed: {exc}")
             continue
-        one, two = counts
-        cost = per_request(one.instructions, one.requests, two.instructions, two.requests)
-        results["servers"][name] = {
-            "label": peer.label,
-            "i1": one.instructions,
-            "i2": two.instructions,
-            "per_request": round(cost, 1),
-        }
-        log(f"instr: {name}: {cost:,.0f} instructions per request")
-    base = results["servers"].get("uvicorn", {}).get("per_request")
+        row: dict[str, Any] = {"label": peer.label, "scenarios": {}}
+        for scenario, (one, two) in batches.items():
+            cost = per_request(one.instructions, one.requests, two.instructions, two.requests)
+            row["scenarios"][scenario] = {
+                "n1": one.requests,
+                "n2": two.requests,
+                "i1": one.instructions,
+                "i2": two.instructions,
+                "per_request": round(cost, 1),
+            }
+            if args.profile_target == (name, scenario):
+                try:
+                    results["profiles"]["c"] = c_profile(name, scenario, one, two)
+                except (OSError, ValueError, subprocess.SubprocessError) as exc:
+                    log(f"instr: C profile failed: {exc}")
+        results["servers"][name] = row
     for row in results["servers"].values():
-        row["vs_uvicorn"] = round(row["per_request"] / base, 3) if base else None
+        for scenario, cell in row["scenarios"].items():
+            base = results["servers"].get(BASELINE, {}).get("scenarios", {}).get(scenario)
+            cell["vs_uvicorn"] = (
+                round(cell["per_request"] / base["per_request"], 3) if base else None
+            )
+    if args.profile_target is not None and args.profile_target[0] in results["servers"]:
+        try:
+            py = python_profile(args, ctx, *args.profile_target)
+        except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+            log(f"instr: Python profile failed: {exc}")
+            py = None
+        if py is not None:
+            results["profiles"]["python"] = py
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
         log(f"instr: raw results in {args.json}")
-    print(table(results))
+    text = section(results)
+    if args.report is not None:
+        old = args.report.read_text() if args.report.exists() else ""
+        args.report.write_text(replace_section(old, SECTION, text))
+        log(f"instr: section {SECTION!r} of {args.report} rewritten")
+    print(text)
     log(f"instr: done in {fmt_time(time.monotonic() - started)}")
     return 0 if results["servers"] else 1
 

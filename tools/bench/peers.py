@@ -343,7 +343,7 @@ def check_routes(running: Running) -> list[str]:
     problems = []
     checks: list[tuple[str, bytes | None, Callable[[bytes], bool]]] = [
         ("/64k", None, lambda b: len(b) == 65536),
-        ("/post", b"x" * 4096, lambda b: b.strip() == b"4096"),
+        ("/post", b"x" * 1024, lambda b: b.strip() == b"1024"),
         ("/static/1m.bin", None, lambda b: len(b) == 1 << 20),
     ]
     for path, body, ok in checks:

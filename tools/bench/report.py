@@ -151,8 +151,22 @@ def memory_tables(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def targets(results: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """The issue's targets: (measure, target, measured, met)."""
+def instruction_ratio(instructions: dict[str, Any] | None, server: str) -> float | None:
+    """Instructions per hello request of ``server`` over uvicorn's, from make bench-instr's
+    build/bench/instructions.json (None when either was not measured)."""
+    rows = (instructions or {}).get("servers", {})
+    mine = rows.get(server, {}).get("scenarios", {}).get("hello")
+    base = rows.get(BASELINE, {}).get("scenarios", {}).get("hello")
+    if not mine or not base or not base["per_request"]:
+        return None
+    return float(mine["per_request"] / base["per_request"])
+
+
+def targets(
+    results: dict[str, Any], summary: dict[str, Any], instructions: dict[str, Any] | None = None
+) -> list[tuple[str, str, str, str]]:
+    """Issue 15's targets (and issue 7's WSGI one): (measure, target, measured, met).
+    ``instructions`` is make bench-instr's output, for the instruction counts."""
     rows: list[tuple[str, str, str, str]] = []
 
     def check(measure: str, target: str, value: float | None, text: str, ok: bool) -> None:
@@ -165,28 +179,36 @@ def targets(results: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str,
         r = ratio(summary, scenario, server, base)
         check(measure, f">= {need}x {base}", r, fmt_ratio(r), r is not None and r >= need)
 
-    ratio_target("hello keep-alive c64, selectors loop", "hello", "reactor", "uvicorn", 2.0)
-    hello = summary.get("hello", {})
-    p99 = hello.get("reactor", {}).get("p99")
-    base99 = hello.get("uvicorn", {}).get("p99")
-    if p99 is not None and base99:
-        check(
-            "p99 latency at c64",
-            "<= 1.0 ms and <= 0.5x uvicorn's",
-            p99,
-            f"{fmt_ms(p99)} ({p99 / base99:.2f}x uvicorn's {fmt_ms(base99)})",
-            p99 <= 1.0 and p99 <= 0.5 * base99,
-        )
-    else:
-        check("p99 latency at c64", "<= 1.0 ms and <= 0.5x uvicorn's", None, "", False)
-    ratio_target("`Connection: close` c16", "close", "reactor", "uvicorn", 1.3)
-    ratio_target("pipelined depth 16", "pipeline", "reactor", "uvicorn", 3.0)
-    ratio_target("WSGI hello app", "hello", "reactor-wsgi", "gunicorn", 3.0)
+    def latency_target(measure: str, scenario: str, key: str, need: float) -> None:
+        cells = summary.get(scenario, {})
+        mine = cells.get("reactor", {}).get(key)
+        base = cells.get(BASELINE, {}).get(key)
+        value = mine / base if mine is not None and base else None
+        text = "" if value is None else f"{fmt_ms(mine)} ({value:.2f}x uvicorn's {fmt_ms(base)})"
+        check(measure, f"<= {need}x uvicorn's", value, text, value is not None and value <= need)
+
+    ratio_target("hello keep-alive c64, selectors loop", "hello", "reactor", BASELINE, 2.0)
+    latency_target("p99 latency, hello c64", "hello", "p99", 0.5)
+    latency_target("p50 latency, 1 connection", "latency", "p50", 0.7)
+    ratio_target("pipelined depth 16", "pipeline", "reactor", BASELINE, 3.0)
+    ratio_target("`Connection: close` c16", "close", "reactor", BASELINE, 1.5)
+    ratio_target("POST 1 KiB body", "post", "reactor", BASELINE, 1.5)
+    ratio_target("64 KiB response", "64k", "reactor", BASELINE, 1.5)
     r = ratio(summary, "hello", "reactor-uvloop", "reactor")
     check(
-        "uvloop backend (hello c64)", ">= the selectors backend", r, fmt_ratio(r),
+        "uvloop backend (hello c64)", ">= the selectors loop", r, fmt_ratio(r),
         r is not None and r >= 1.0,
     )  # fmt: skip
+    for server, label, need in (
+        ("reactor", "selectors loop", 0.5),
+        ("reactor-asyncio", "asyncio backend", 0.6),
+        ("reactor-uvloop", "uvloop backend", 0.6),
+    ):
+        r = instruction_ratio(instructions, server)
+        check(
+            f"instructions per hello request, {label}", f"<= {need}x uvicorn's", r,
+            fmt_ratio(r), r is not None and r <= need,
+        )  # fmt: skip
     idle = results.get("memory", {}).get("idle_rss", {}).get("reactor", {})
     m = idle.get("10000") or idle.get(10000)
     value = m.get("kib_per_conn") if m and "error" not in m else None
@@ -197,10 +219,34 @@ def targets(results: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str,
     hj = results.get("memory", {}).get("hijack") or {}
     per = hj.get("retention", {}).get("retained_bytes_per_conn")
     check(
-        "parked hijacked connection", "<= 1 KiB Python heap beyond its leftover bytes", per,
-        f"{per:.0f} B" if per is not None else "", per is not None and per <= 1024,
+        "parked hijacked connection", "<= 0.35 KiB Python heap beyond its leftover bytes", per,
+        f"{per / 1024:.2f} KiB ({per:.0f} B)" if per is not None else "",
+        per is not None and per <= 0.35 * 1024,
     )  # fmt: skip
+    ratio_target("WSGI hello app (issue 7)", "hello", "reactor-wsgi", "gunicorn", 3.0)
     return rows
+
+
+def instructions_note(results: dict[str, Any], instructions: dict[str, Any] | None) -> str:
+    """A warning when the instruction counts are not of the tree the wrk run measured."""
+    if not instructions:
+        return (
+            "The instruction counts come from `make bench-instr` "
+            "(build/bench/instructions.json), which has not been run."
+        )
+    theirs, ours = instructions.get("reactor", "unknown"), results["meta"]["reactor"]
+    where = f"`make bench-instr` of {instructions.get('date', '?')}"
+    if theirs != ours:
+        return (
+            f"**Warning**: the instruction counts are of reactor {theirs} ({where}), "
+            f"the wrk run of reactor {ours}: run both from the same commit."
+        )
+    if "uncommitted" in ours:
+        return (
+            f"**Warning**: the instruction counts ({where}) and the wrk run were both made "
+            "with uncommitted changes to reactor/: they may not be of the same code."
+        )
+    return f"The instruction counts are of the same reactor revision ({where})."
 
 
 NOTES = [
@@ -232,7 +278,12 @@ NOTES = [
 ]
 
 
-def markdown(results: dict[str, Any], chart_name: str | None = None) -> str:
+def markdown(
+    results: dict[str, Any],
+    chart_name: str | None = None,
+    instructions: dict[str, Any] | None = None,
+) -> str:
+    """The report; ``instructions`` is make bench-instr's raw output (None: not run)."""
     summary = summarize(results["runs"])
     meta = results["meta"]
     out = [
@@ -261,16 +312,16 @@ def markdown(results: dict[str, Any], chart_name: str | None = None) -> str:
     for name, reason in results.get("skipped", {}).items():
         out.append(f"- skipped: {name}: {reason}")
     out.append("")
-    rows = targets(results, summary)
+    rows = targets(results, summary, instructions)
     if rows:
         out += [
-            "## Targets (issue 7)",
+            "## Targets (issue 15)",
             "",
             "| measure | target | measured | met |",
             "|---|---|---|---|",
         ]
         out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-        out.append("")
+        out += ["", instructions_note(results, instructions), ""]
     if summary:
         out += ["## Throughput (req/s, ratio to uvicorn)", ""]
         out += summary_table(results, summary)

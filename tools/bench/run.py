@@ -47,6 +47,8 @@ from wrkrun import SCENARIOS, run_wrk, wrk_argv, wrk_version
 
 BUILD = ROOT / "build" / "bench"
 BENCH_VENV = ROOT / "build" / "bench-venv"
+#: make bench-instr's raw results, read for the report's instruction targets.
+INSTRUCTIONS_JSON = BUILD / "instructions.json"
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
@@ -307,7 +309,13 @@ def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
             log(f"bench: chart written to {args.chart}")
         except ImportError as exc:
             log(f"bench: no chart ({exc}); make bench installs matplotlib")
-    text = report.markdown(results, chart_name)
+    instructions = None
+    if INSTRUCTIONS_JSON.exists():
+        try:
+            instructions = json.loads(INSTRUCTIONS_JSON.read_text())
+        except ValueError as exc:
+            log(f"bench: {INSTRUCTIONS_JSON} unreadable ({exc}); no instruction targets")
+    text = report.markdown(results, chart_name, instructions)
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)

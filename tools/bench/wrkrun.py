@@ -42,7 +42,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("64k", "64 KiB response, 64 connections", path="/64k", expect_size=65536),
         Scenario(
             "post",
-            "4 KiB POST body, 64 connections",
+            "1 KiB POST body, 64 connections",
             path="/post",
             script="post.lua",
             expect_size=4,
