@@ -545,8 +545,11 @@ def test_targets_read_instruction_counts_and_warn_on_another_revision() -> None:
     summary = report.summarize(results["runs"])
     instr = instr_results()
     rows = {r[0]: r for r in report.targets(results, summary, instr)}
-    assert rows["instructions per hello request, selectors loop"][2:] == ("0.45x", "yes")
-    assert rows["instructions per hello request, asyncio backend"][2:] == ("0.65x", "**no**")
+    assert rows["instructions per hello request, selectors loop"][2:] == (
+        "45,000 (0.45x uvicorn's 100,000)",
+        "yes",
+    )
+    assert rows["instructions per hello request, asyncio backend"][3] == "**no**"  # 0.65x
     assert rows["instructions per hello request, uvloop backend"][2] == "not measured"
     assert report.instructions_note(results, instr).startswith("The instruction counts are")
     instr["reactor"] = "def"

@@ -411,7 +411,7 @@ class Dumper:
                 time.sleep(0.1)
                 continue
             trigger = TRIGGER.search(text)
-            if trigger is None or label.encode() not in trigger.group(1):
+            if trigger is None or trigger.group(1).split()[-1:] != [label.encode()]:
                 raise RuntimeError(f"{path} is not the dump {label!r}")
             return path, total
         raise RuntimeError(
