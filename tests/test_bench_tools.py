@@ -294,6 +294,32 @@ totals: 1099605871
             instructions.parse_args(bad)
 
 
+def test_reactor_code_id_is_the_tree_of_reactor_and_its_changes(tmp_path: Path) -> None:
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+
+    git("init", "-q")
+    (tmp_path / "reactor").mkdir()
+    (tmp_path / "reactor" / "a.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    first = run.reactor_code_id(tmp_path)
+    assert first == git("rev-parse", "--short", "HEAD:reactor")
+    (tmp_path / "tools.py").write_text("")
+    git("add", ".")
+    git("commit", "-qm", "tools only")
+    assert run.reactor_code_id(tmp_path) == first
+    (tmp_path / "reactor" / "a.py").write_text("x = 2\n")
+    changed = run.reactor_code_id(tmp_path)
+    assert changed.startswith(first + "+") and len(changed) == len(first) + 9
+    assert run.reactor_code_id(tmp_path / "nowhere") == "unknown"
+
+
 def test_make_bench_keeps_the_instructions_section(tmp_path: Path) -> None:
     report = tmp_path / "benchmarks.md"
     report.write_text(
@@ -551,13 +577,19 @@ def test_targets_read_instruction_counts_and_warn_on_another_revision() -> None:
     )
     assert rows["instructions per hello request, asyncio backend"][3] == "**no**"  # 0.65x
     assert rows["instructions per hello request, uvloop backend"][2] == "not measured"
-    assert report.instructions_note(results, instr).startswith("The instruction counts are")
+    note = report.instructions_note
+    assert "same reactor code" in note(results, instr)
     instr["reactor"] = "def"
-    note = report.instructions_note(results, instr)
-    assert "**Warning**" in note and "reactor def" in note and "reactor abc" in note
+    assert "**Warning**" in note(results, instr) and "reactor def" in note(results, instr)
     instr["reactor"] = results["meta"]["reactor"] = "abc + uncommitted changes"
-    assert "**Warning**" in report.instructions_note(results, instr)
-    assert "has not been run" in report.instructions_note(results, None)
+    assert "**Warning**" in note(results, instr)  # cannot tell without the code ids
+    # Another commit (tools only) with the same reactor/ tree: the same code.
+    instr["reactor"], instr["reactor_code"] = "def", "1a2b3c4+0f0f0f0f"
+    results["meta"]["reactor_code"] = "1a2b3c4+0f0f0f0f"
+    assert "same reactor code" in note(results, instr)
+    results["meta"]["reactor_code"] = "1a2b3c4"
+    assert "reactor/ 1a2b3c4+0f0f0f0f and 1a2b3c4" in note(results, instr)
+    assert "has not been run" in note(results, None)
     text = report.markdown(results, None, instr)
     assert "## Targets (issue 15)" in text and "| POST 1 KiB body | >= 1.5x uvicorn |" in text
 

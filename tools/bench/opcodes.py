@@ -6,8 +6,8 @@ Runs tools/bench/apps/reactor_app.py in a subprocess (``--serve``, this module a
 driver (instructions.py's client and scenarios) warms the connections up, snapshots, sends N1
 requests, snapshots, sends N2 requests and snapshots again; ``(B2 - B1) / (N2 - N1)``, B1 and
 B2 the counts of the two batches, is what one request costs per function, whatever a batch
-costs in itself (the snapshot, the loop waking up) cancelled out. It runs outside valgrind:
-tracing slows the server down ~20x, and a count of opcodes does not depend on that.
+costs in itself (the snapshot, the loop waking up) cancelled out. It runs outside valgrind
+(a count of opcodes does not depend on speed); the default batches take a few seconds.
 
     python tools/bench/opcodes.py                      # selectors loop, hello, top 25
     python tools/bench/opcodes.py --variant uvloop --scenario post --top 40

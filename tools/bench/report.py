@@ -228,7 +228,9 @@ def targets(
 
 
 def instructions_note(results: dict[str, Any], instructions: dict[str, Any] | None) -> str:
-    """A warning when the instruction counts are not of the tree the wrk run measured."""
+    """Whether the instruction counts are of the code the wrk run measured: compared by
+    run.reactor_code_id (reactor/'s git tree and uncommitted changes) when both runs
+    recorded it, by the revision otherwise."""
     if not instructions:
         return (
             "The instruction counts come from `make bench-instr` "
@@ -236,17 +238,20 @@ def instructions_note(results: dict[str, Any], instructions: dict[str, Any] | No
         )
     theirs, ours = instructions.get("reactor", "unknown"), results["meta"]["reactor"]
     where = f"`make bench-instr` of {instructions.get('date', '?')}"
-    if theirs != ours:
+    code_theirs = instructions.get("reactor_code")
+    code_ours = results["meta"].get("reactor_code")
+    if code_theirs and code_ours and "unknown" not in (code_theirs, code_ours):
+        same = code_theirs == code_ours
+        detail = f" (reactor/ {code_theirs} and {code_ours})"
+    else:
+        same = theirs == ours and "uncommitted" not in ours
+        detail = ""
+    if not same:
         return (
-            f"**Warning**: the instruction counts are of reactor {theirs} ({where}), "
-            f"the wrk run of reactor {ours}: run both from the same commit."
+            f"**Warning**: the instruction counts ({where}, reactor {theirs}) and the wrk run "
+            f"(reactor {ours}) are not of the same code{detail}: run both from one commit."
         )
-    if "uncommitted" in ours:
-        return (
-            f"**Warning**: the instruction counts ({where}) and the wrk run were both made "
-            "with uncommitted changes to reactor/: they may not be of the same code."
-        )
-    return f"The instruction counts are of the same reactor revision ({where})."
+    return f"The instruction counts ({where}) are of the same reactor code as the wrk run."
 
 
 NOTES = [

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -182,6 +183,26 @@ def reactor_revision(tree: Path = ROOT) -> str:
     return f"{rev or 'unknown'}{' + uncommitted changes' if dirty else ''}"
 
 
+def reactor_code_id(tree: Path = ROOT) -> str:
+    """What identifies the reactor code of ``tree`` whatever else was committed since: the
+    git tree of its reactor/ (``git rev-parse HEAD:reactor``), and a hash of the uncommitted
+    changes to it, if any. Two runs with the same id measured the same code."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "--short", "HEAD:reactor"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        changes = subprocess.run(
+            ["git", "-C", str(tree), "diff", "HEAD", "--", "reactor"],
+            capture_output=True, timeout=30,
+        ).stdout  # fmt: skip
+    except OSError:
+        return "unknown"
+    if not head:
+        return "unknown"
+    return head + (f"+{hashlib.sha1(changes).hexdigest()[:8]}" if changes else "")
+
+
 def loadavg() -> str:
     try:
         with open("/proc/loadavg") as f:
@@ -245,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "versions": {**package_versions(ctx.python), "wrk": wrk_version()},
             "reactor": reactor_revision(),
+            "reactor_code": reactor_code_id(),
             "loadavg": [loadavg()],
         },
         "servers": {},
