@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parent.parent / "tools" / "bench"
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH / "apps"))
 
+import client  # noqa: E402
 import idle_client  # noqa: E402
 import instructions  # noqa: E402
 import memory  # noqa: E402, F401  (imports cleanly)
@@ -344,22 +345,22 @@ CHUNKED_RESPONSE = (
 
 def test_parse_response_framing_and_partial_input() -> None:
     for raw in (HELLO_RESPONSE, CHUNKED_RESPONSE):
-        response, end = instructions.parse_response(raw + b"HTTP/1.1")
+        response, end = client.parse_response(raw + b"HTTP/1.1")
         assert (response.status, response.body, end) == (200, HELLO, len(raw))
-        instructions.SCENARIOS["hello"].check(response)
+        client.SCENARIOS["hello"].check(response)
         # Every cut short of the whole response is "not yet", never a wrong answer.
         for cut in range(len(raw)):
-            assert instructions.parse_response(raw[:cut]) is None, raw[:cut]
+            assert client.parse_response(raw[:cut]) is None, raw[:cut]
     two = HELLO_RESPONSE + CHUNKED_RESPONSE
-    _, end = instructions.parse_response(two)
-    second, end2 = instructions.parse_response(two, end)
+    _, end = client.parse_response(two)
+    second, end2 = client.parse_response(two, end)
     assert second.headers[b"transfer-encoding"] == b"Chunked" and end2 == len(two)
     with pytest.raises(ValueError, match="not a response"):
-        instructions.parse_response(b"GET / HTTP/1.1\r\n\r\n")
+        client.parse_response(b"GET / HTTP/1.1\r\n\r\n")
 
 
 def test_scenarios_send_the_issues_requests_and_check_the_answers() -> None:
-    sc = instructions.SCENARIOS
+    sc = client.SCENARIOS
     assert list(sc) == ["hello", "post", "64k", "pipelined"]
     head, _, body = sc["post"].request.partition(b"\r\n\r\n")
     assert head.startswith(b"POST /post HTTP/1.1\r\n") and b"Content-Length: 1024" in head
@@ -368,12 +369,12 @@ def test_scenarios_send_the_issues_requests_and_check_the_answers() -> None:
     assert sc["pipelined"].depth == 16 and sc["pipelined"].request == sc["hello"].request
     for s in sc.values():
         assert s.n1 < s.n2 and s.n1 % s.depth == 0 and s.n2 % s.depth == 0
-    ok = instructions.Response(200, {}, b"1024")
+    ok = client.Response(200, {}, b"1024")
     sc["post"].check(ok)
     with pytest.raises(ValueError, match="unexpected body of 13 bytes"):
-        sc["post"].check(instructions.Response(200, {}, HELLO))
+        sc["post"].check(client.Response(200, {}, HELLO))
     with pytest.raises(ValueError, match="status 500"):
-        sc["post"].check(instructions.Response(500, {}, b"1024"))
+        sc["post"].check(client.Response(500, {}, b"1024"))
 
 
 def tcp_pair() -> tuple[socket.socket, socket.socket]:
@@ -412,8 +413,8 @@ def test_drive_sends_exactly_n_requests_depth_at_a_time() -> None:
     try:
         for t in threads:
             t.start()
-        conns = [instructions.Conn(a) for a, _ in pairs]
-        instructions.drive(conns, instructions.SCENARIOS["pipelined"], 40)
+        conns = [client.Conn(a) for a, _ in pairs]
+        client.drive(conns, client.SCENARIOS["pipelined"], 40)
         for t in threads:
             t.join(5)
     finally:
@@ -427,14 +428,14 @@ def test_drive_sends_exactly_n_requests_depth_at_a_time() -> None:
 def test_conn_rejects_a_wrong_or_extra_response() -> None:
     a, b = tcp_pair()
     with a, b:
-        conn = instructions.Conn(a)
+        conn = client.Conn(a)
         b.sendall(HELLO_RESPONSE.replace(b"200 OK", b"404 No"))
         with pytest.raises(ValueError, match="status 404"):
-            conn.receive(instructions.SCENARIOS["hello"], 1)
+            conn.receive(client.SCENARIOS["hello"], 1)
         conn.buf.clear()
         b.sendall(HELLO_RESPONSE * 2)
         with pytest.raises(ValueError, match="beyond the responses"):
-            conn.receive(instructions.SCENARIOS["hello"], 1)
+            conn.receive(client.SCENARIOS["hello"], 1)
 
 
 def annotate_text(total: int, rows: list[tuple[int, str]]) -> str:

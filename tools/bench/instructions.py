@@ -51,7 +51,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -61,8 +60,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from client import CONNECTIONS, SCENARIOS, Scenario, connect_when_listening, drive, open_conns
 from peers import (
-    HELLO,
     PEERS,
     ROOT,
     Context,
@@ -87,191 +86,13 @@ from run import (
 
 DEFAULT_SERVERS = ("reactor", "reactor-asyncio", "reactor-uvloop", "reactor-wsgi", "uvicorn")
 BASELINE = "uvicorn"
-CONNECTIONS = 16
 SECTION = "## Instructions per request (make bench-instr)"
-#: Seconds to wait for a server under valgrind to listen, for one response, and to exit.
-START_TIMEOUT = 300.0
-IO_TIMEOUT = 120.0
+#: Seconds to wait for a server under valgrind to exit.
 EXIT_TIMEOUT = 60.0
 #: Seconds the server gets to finish the work of the last response before a dump.
 SETTLE = 0.3
 TOTALS = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
 TRIGGER = re.compile(rb"^desc: Trigger: (.*)$", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: dict[bytes, bytes]  # names lower-cased
-    body: bytes
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """What the client sends (``request``, ``depth`` of them at a time on one connection)
-    and the body every response must carry (status 200)."""
-
-    name: str
-    title: str
-    request: bytes
-    body: bytes
-    n1: int
-    n2: int
-    depth: int = 1
-
-    def check(self, response: Response) -> None:
-        if response.status != 200:
-            raise ValueError(f"{self.name}: status {response.status}, expected 200")
-        if response.body != self.body:
-            raise ValueError(
-                f"{self.name}: unexpected body of {len(response.body)} bytes: "
-                f"{response.body[:40]!r}"
-            )
-
-
-GET = b"GET %s HTTP/1.1\r\nHost: bench\r\n\r\n"
-POST_BODY = b"x" * 1024
-SCENARIOS: dict[str, Scenario] = {
-    s.name: s
-    for s in (
-        Scenario("hello", "keep-alive `GET /`", GET % b"/", HELLO, 1000, 3000),
-        Scenario(
-            "post",
-            "`POST /post`, 1 KiB body",
-            b"POST /post HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream\r\n"
-            b"Content-Length: 1024\r\n\r\n" + POST_BODY,
-            b"1024",
-            1000,
-            3000,
-        ),
-        Scenario("64k", "`GET /64k`, 64 KiB response", GET % b"/64k", b"x" * 65536, 500, 1500),
-        Scenario(
-            "pipelined", "`GET /` pipelined, depth 16", GET % b"/", HELLO, 1024, 3072, depth=16
-        ),
-    )
-}
-
-
-def parse_response(buf: bytes | bytearray, start: int = 0) -> tuple[Response, int] | None:
-    """The whole response at ``buf[start:]`` and the offset just past it, or None while
-    ``buf`` holds less than one. Content-Length or chunked framing (trailers skipped)."""
-    end = buf.find(b"\r\n\r\n", start)
-    if end < 0:
-        return None
-    lines = bytes(buf[start:end]).split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise ValueError(f"not a response: {lines[0][:80]!r}")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    pos = end + 4
-    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-        body = bytearray()
-        while True:
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                return None
-            size = int(bytes(buf[pos:eol]).split(b";")[0], 16)
-            pos = eol + 2
-            if size == 0:
-                break
-            if len(buf) < pos + size + 2:
-                return None
-            body += buf[pos : pos + size]
-            pos += size + 2
-        while True:  # trailers, up to the empty line
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                return None
-            empty = eol == pos
-            pos = eol + 2
-            if empty:
-                return Response(int(parts[1]), headers, bytes(body)), pos
-    length = int(headers.get(b"content-length", b"0"))
-    if len(buf) < pos + length:
-        return None
-    return Response(int(parts[1]), headers, bytes(buf[pos : pos + length])), pos + length
-
-
-class Conn:
-    """One keep-alive client connection: sends a scenario's requests and reads back and
-    checks as many responses."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        sock.settimeout(IO_TIMEOUT)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = sock
-        self.buf = bytearray()
-
-    def send(self, scenario: Scenario, count: int) -> None:
-        self.sock.sendall(scenario.request * count)
-
-    def receive(self, scenario: Scenario, count: int) -> None:
-        pos = 0
-        while count:
-            found = parse_response(self.buf, pos)
-            if found is None:
-                chunk = self.sock.recv(1 << 17)
-                if not chunk:
-                    raise ConnectionError("the server closed the connection")
-                self.buf += chunk
-                continue
-            response, pos = found
-            scenario.check(response)
-            count -= 1
-        del self.buf[:pos]
-        if self.buf:
-            raise ValueError(f"{scenario.name}: {len(self.buf)} bytes beyond the responses")
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def connect_when_listening(port: int, proc: subprocess.Popen[bytes]) -> socket.socket:
-    """The first connection, once the server listens. Refused attempts never reach the
-    server's process, so this costs it nothing."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode} before listening")
-        try:
-            return socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-        except ConnectionRefusedError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the server did not listen within {START_TIMEOUT:g} s")
-
-
-def open_conns(port: int, k: int = CONNECTIONS) -> list[Conn]:
-    return [
-        Conn(socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)) for _ in range(k)
-    ]
-
-
-def drive(conns: list[Conn], scenario: Scenario, n: int) -> None:
-    """Exactly ``n`` requests of ``scenario``: each connection sends up to ``depth`` at a
-    time and reads their responses back before sending more; round-robin over ``conns``."""
-    sent = done = 0
-    busy: list[tuple[Conn, int]] = []
-    for c in conns:
-        k = min(scenario.depth, n - sent)
-        if k:
-            c.send(scenario, k)
-            sent += k
-            busy.append((c, k))
-    while busy:
-        still = []
-        for c, k in busy:
-            c.receive(scenario, k)
-            done += k
-            k = min(scenario.depth, n - sent)
-            if k:
-                c.send(scenario, k)
-                sent += k
-                still.append((c, k))
-        busy = still
-    assert done == n == sent
 
 
 def parse_totals(text: bytes) -> int:
@@ -569,7 +390,8 @@ def section(results: dict[str, Any]) -> str:
         "",
         f"Generated by `make bench-instr` (tools/bench/instructions.py) on {results['date']}; "
         "regenerate it rather than editing it. "
-        f"reactor {results['reactor']}; {results['valgrind']}; {versions}; "
+        f"reactor {results['reactor']} (code id {results.get('reactor_code', '?')}); "
+        f"{results['valgrind']}; {versions}; "
         f"CPU: {results['cpu']}.",
         "",
         "Instructions per request (ratio to uvicorn's):",
@@ -810,8 +632,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile_target == (name, scenario):
                 try:
                     results["profiles"]["c"] = c_profile(name, scenario, one, two)
-                except (OSError, ValueError, subprocess.SubprocessError) as exc:
-                    log(f"instr: C profile failed: {exc}")
+                except Exception as exc:  # a profile lost must not lose the counts
+                    log(f"instr: C profile failed: {exc!r}")
         results["servers"][name] = row
     for row in results["servers"].values():
         for scenario, cell in row["scenarios"].items():
@@ -822,8 +644,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile_target is not None and args.profile_target[0] in results["servers"]:
         try:
             py = python_profile(args, ctx, *args.profile_target)
-        except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
-            log(f"instr: Python profile failed: {exc}")
+        except Exception as exc:  # a profile lost must not lose the counts
+            log(f"instr: Python profile failed: {exc!r}")
             py = None
         if py is not None:
             results["profiles"]["python"] = py

@@ -29,6 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from client import CONNECTIONS, Scenario, connect_when_listening, drive, open_conns
+from peers import free_port, raise_nofile
+
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 #: Requests of the two batches: ~2 ms each under the tracer, ~5 s in all.
@@ -141,16 +146,13 @@ def profile(
     python: str,
     env: dict[str, str],
     variant: str,
-    scenario: Any,
+    scenario: Scenario,
     n1: int,
     n2: int,
     out_dir: Path,
     top: int = TOP,
 ) -> dict[str, Any]:
     """Run the traced server on ``variant``, drive ``scenario`` and return ``per_request``."""
-    from instructions import CONNECTIONS, connect_when_listening, drive, open_conns
-    from peers import free_port, raise_nofile
-
     snap_dir = out_dir / "opcodes"
     snap_dir.mkdir(parents=True, exist_ok=True)
     for old in snap_dir.glob("snap.*"):
@@ -204,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--serve"]:
         return serve(Path(argv[1]), argv[3:])
-    sys.path.insert(0, str(HERE))
-    from instructions import SCENARIOS, maybe_reexec, reactor_env
+    from client import SCENARIOS
+    from instructions import maybe_reexec, reactor_env
     from peers import PEERS, Context
     from run import BUILD, log, make_www
 
