@@ -173,7 +173,7 @@ class Server:
         sock.setblocking(False)
         self._listeners.append(sock)
         if not self._shutting_down:
-            self._loop.add_reader(sock, self._on_acceptable, sock)
+            self._loop.add_reader(sock, self._on_acceptable, sock, sock.family != socket.AF_UNIX)
             self._accepting = True
 
     @property
@@ -189,7 +189,9 @@ class Server:
     def _resume_accepting(self) -> None:
         if not self._accepting and not self._shutting_down and self._backoff_timer is None:
             for sock in self._listeners:
-                self._loop.add_reader(sock, self._on_acceptable, sock)
+                self._loop.add_reader(
+                    sock, self._on_acceptable, sock, sock.family != socket.AF_UNIX
+                )
             self._accepting = True
 
     def _open(self) -> int:
@@ -205,7 +207,10 @@ class Server:
         if self._below_limit():
             self._resume_accepting()
 
-    def _on_acceptable(self, listener: socket.socket) -> None:
+    def _on_acceptable(self, listener: socket.socket, tcp: bool) -> None:
+        """Accept up to ``accept_batch`` connections. ``tcp``: the listener is not a Unix
+        socket (read once, when it is registered: ``socket.family`` makes an enum member on
+        every access)."""
         cfg = self.config
         for _ in range(cfg.accept_batch):
             if not self._below_limit():
@@ -231,7 +236,7 @@ class Server:
                 log.debug("accept failed: %s", exc)
                 continue
             sock.setblocking(False)
-            if sock.family != socket.AF_UNIX:
+            if tcp:
                 # Responses are written whole; Nagle would only delay the last segment.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl_context is not None:

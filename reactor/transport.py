@@ -277,9 +277,7 @@ class Transport:
     def close_transport(self) -> None:
         """Unregister and close the socket; a queued file fails. Unsent output is left in
         the writer (callers decide whether it was worth a last try)."""
-        if self._sock.fileno() >= 0:  # not closed under us (then it is unregistered)
-            self._loop.remove_fd(self._sock)
-        self._reading = self._writing = False
+        self.stop_io()
         file = self._file
         if file is not None:
             self._file = None

@@ -112,9 +112,8 @@ class SelectorLoop(TimerHeapMixin):
         if self._closed:
             raise LoopClosedError("the loop is closed")
         fileno = fileno_of(fd)
-        try:
-            key = self._selector.get_key(fileno)
-        except KeyError:
+        key = self._key(fileno)
+        if key is None:
             entry = FdEntry()
             entry.reader = callback
             entry.reader_args = args
@@ -136,9 +135,8 @@ class SelectorLoop(TimerHeapMixin):
         if self._closed:
             return False
         fileno = fileno_of(fd)
-        try:
-            key = self._selector.get_key(fileno)
-        except KeyError:
+        key = self._key(fileno)
+        if key is None:
             return False
         entry = key.data
         if entry is None or entry.reader is None:
@@ -156,9 +154,8 @@ class SelectorLoop(TimerHeapMixin):
         if self._closed:
             raise LoopClosedError("the loop is closed")
         fileno = fileno_of(fd)
-        try:
-            key = self._selector.get_key(fileno)
-        except KeyError:
+        key = self._key(fileno)
+        if key is None:
             entry = FdEntry()
             entry.writer = callback
             entry.writer_args = args
@@ -180,9 +177,8 @@ class SelectorLoop(TimerHeapMixin):
         if self._closed:
             return False
         fileno = fileno_of(fd)
-        try:
-            key = self._selector.get_key(fileno)
-        except KeyError:
+        key = self._key(fileno)
+        if key is None:
             return False
         entry = key.data
         if entry is None or entry.writer is None:
@@ -201,9 +197,8 @@ class SelectorLoop(TimerHeapMixin):
         if self._closed:
             return
         fileno = fileno_of(fd)
-        try:
-            key = self._selector.get_key(fileno)
-        except (KeyError, ValueError):
+        key = self._key(fileno)
+        if key is None:
             return
         entry = key.data
         if entry is None:  # the loop's own waker is not the caller's to remove
@@ -211,6 +206,17 @@ class SelectorLoop(TimerHeapMixin):
         self._selector.unregister(fileno)
         entry.reader = entry.writer = None
         entry.reader_args = entry.writer_args = ()
+
+    def _key(self, fileno: int) -> Any:
+        """The selector's key of ``fileno``, or None if it is not registered (a closed
+        socket's -1 included). On epoll, a look-up in the selector's own map: its get_key()
+        goes through four Python calls and raises KeyError for every new fd."""
+        fd_to_key = self._fd_to_key
+        if fd_to_key is not None:
+            return fd_to_key.get(fileno)
+        if fileno < 0:
+            return None
+        return self._selector.get_map().get(fileno)
 
     def registrations(self) -> dict[int, FdEntry | None]:
         """Every fd the loop watches, by number, with its entry (the waker's is None)."""

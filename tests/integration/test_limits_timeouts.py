@@ -219,11 +219,11 @@ EMFILE_SCRIPT = textwrap.dedent(
         pass
     calls = {"n": 0}
     real = server._on_acceptable
-    def counting(listener):
+    def counting(listener, tcp):
         calls["n"] += 1
-        real(listener)
+        real(listener, tcp)
     loop.remove_reader(server._listeners[0])
-    loop.add_reader(server._listeners[0], counting, server._listeners[0])
+    loop.add_reader(server._listeners[0], counting, server._listeners[0], True)
     server._on_acceptable = counting
     t = threading.Thread(target=loop.run, daemon=True)
     t.start()
