@@ -170,7 +170,19 @@ def test_targets_say_which_are_met() -> None:
     assert rows["p50 latency, 1 connection"][2] == "not measured"
     assert rows["`Connection: close` c16"][1:] == (">= 1.5x uvicorn", "1.00x", "**no**")
     assert rows["WSGI hello app (issue 7)"][2] == "not measured"
-    assert rows["RSS per idle keep-alive connection at 10k"][3] == "yes"
+    assert rows["RSS per idle keep-alive connection"][2:] == (
+        "0.90 KiB (at 10,000 connections)",
+        "yes",
+    )
+    results["memory"]["idle_rss"]["reactor"] = {
+        "1000": {"connections": 1000, "failed": 0, "kib_per_conn": 1.2},
+        "10000": {"error": "timed out"},
+    }
+    rows = {r[0]: r for r in report.targets(results, report.summarize(results["runs"]))}
+    assert rows["RSS per idle keep-alive connection"][2:] == (
+        "1.20 KiB (at 1,000 connections)",
+        "**no**",
+    )
     assert rows["parked hijacked connection"][2:] == ("0.88 KiB (900 B)", "**no**")  # > 0.35
     assert rows["instructions per hello request, selectors loop"][2] == "not measured"
 
