@@ -84,6 +84,11 @@ _VOLATILE_FIELDS = frozenset(
         "date",
     }
 )
+# Fields that keep a head's shape out of _HEAD_SHAPES. Not Content-Length: a shape keyed by
+# its value is worth keeping, since responses of one size repeat (a resource served again, an
+# API's fixed-size answers, a WSGI app that always declares its length), and the cache is
+# bounded, so sizes that never repeat cost only the misses they would cost anyway.
+_UNSHAPED_FIELDS = _VOLATILE_FIELDS - {"content-length"}
 _STATUS_LINES_11: dict[int, bytes] = {}
 
 
@@ -464,7 +469,7 @@ def _scan_fields(
 ) -> tuple[bytes, int, bool, bool, bool, bool, bool]:
     """One pass over a response's fields: ``(encoded lines, declared length or -1, has Date,
     has Server, has Connection, Connection says close, cacheable)``. Cacheable: no field
-    whose value changes from one response to the next. ValueError for a bad field."""
+    of _UNSHAPED_FIELDS. ValueError for a bad field."""
     has_date = has_server = has_connection = handler_close = False
     cacheable = True
     declared = -1
@@ -472,7 +477,7 @@ def _scan_fields(
     cache = _FIELD_LINES
     for item in fields:
         lname = item[0].lower()
-        if lname in _VOLATILE_FIELDS:
+        if lname in _UNSHAPED_FIELDS:
             cacheable = False
         if lname in _HEAD_FIELDS:
             if lname == "content-length":

@@ -592,3 +592,30 @@ def test_two_connections_sharing_a_context_interleave(
         drivers[i].feed(streams[i][fed[i] : fed[i] + n])
         fed[i] += n
     assert drivers[0].served == a[1] and drivers[1].served == b[1]
+
+
+# -- the head shape cache ----------------------------------------------------------------------
+
+
+def test_declared_length_heads_are_cached_and_still_checked() -> None:
+    """A head with the handler's Content-Length is kept in the shape cache (responses of one
+    size repeat), comes out the same from it, and a body over the declared length is still
+    refused per response; a Set-Cookie head is never kept."""
+    from reactor.http import protocol
+
+    def head(fields: list[tuple[str, str]], size: int) -> bytes:
+        proto, _ = dispatch(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        return b"".join(
+            proto.response_head(200, Headers(fields), "HTTP/1.1", size, True, DEFAULTS)[2]
+        )
+
+    protocol._HEAD_SHAPES.clear()
+    fields = [("Content-Type", "application/octet-stream"), ("Content-Length", "65536")]
+    first = head(fields, 65536)
+    assert len(protocol._HEAD_SHAPES) == 1
+    assert head(fields, 65536) == first
+    assert values(first, "content-length") == ["65536"]
+    with pytest.raises(ValueError, match="exceeds the declared Content-Length 65536"):
+        head(fields, 65537)
+    head([("Set-Cookie", "a=b"), ("Content-Length", "3")], 3)
+    assert len(protocol._HEAD_SHAPES) == 1
