@@ -42,7 +42,7 @@ from .deadline import (
 )
 from .errors import BrokenConnectionError, ProtocolError
 from .http.headers import Headers
-from .http.parser import BODY_NONE
+from .http.parser import BODY_LENGTH, BODY_NONE
 from .http.protocol import FRAMING_LENGTH, ServerProtocol
 from .http.state import (
     CLOSED,
@@ -191,8 +191,12 @@ class Connection(ChannelSide, Deadline, Transport):
             self._internal_error(exc)
 
     def _peer_gone(self, error: OSError | None) -> None:
+        """EOF or a read error. EOF means "no more requests", not "forget the ones held"
+        (RFC 9112 section 9.6; Go and nginx answer them): complete requests already received
+        are answered in order, then the connection closes (``_data_received`` ends it once
+        the held bytes make no further request). The response that is known to be the last
+        says ``Connection: close``."""
         proto = self._proto
-        proto.peer_closed()
         state = proto.state
         if state is LINGERING:
             self._close()
@@ -200,6 +204,10 @@ class Connection(ChannelSide, Deadline, Transport):
         if error is not None and state is not HANDLING:
             self._abort()
             return
+        reader = self._reader
+        held = len(reader.buf) > reader.pos
+        if not held:
+            proto.peer_closed()  # the current response, if any, is the last
         if state is HANDLING:
             if self._body_waiter is not None:
                 self._body_waiter = _settle(
@@ -212,9 +220,15 @@ class Connection(ChannelSide, Deadline, Transport):
                 self._abort()
             return
         if state is DRAINING or state is CLOSING:
-            return  # the output goes on; the connection ends after it
-        # NEW / IDLE / READING_HEAD / READING_BODY: no complete request will come. Finish
-        # what we owe (nothing, unless output is still queued) and close.
+            return  # the output goes on; the connection ends after it (or after the held)
+        if held and state is not READING_BODY:
+            # NEW / IDLE / READING_HEAD with bytes held: they may be complete requests (reading
+            # had stopped at the read-ahead limit, say). Serve them; _data_received ends the
+            # connection after the last.
+            self._data_received()
+            return
+        # Nothing held, or a body that can no longer arrive: no complete request will come.
+        # Finish what we owe (nothing, unless output is still queued) and close.
         self._set_state(END)
         if not self.output_pending():
             self._close()
@@ -276,6 +290,7 @@ class Connection(ChannelSide, Deadline, Transport):
             # receive() applies the events it returns; with no state hook, nothing else follows
             # them (they neither close nor hijack), so they are reported only to a hook.
             hooked = server.state_hook is not None
+            eof = self._eof  # the client ended its side: serve what is held, then end
             while len(reader.buf) > reader.pos:  # bytes held: maybe a (next) request
                 if proto.state is IDLE and (self._file is not None or len(writer.buf) > high_water):
                     # Output of earlier responses holds the next request back (a file body
@@ -314,6 +329,12 @@ class Connection(ChannelSide, Deadline, Transport):
                 # A request to dispatch: the parser made it a Request, and DISPATCH is applied.
                 # (Here rather than in a method of its own: once per request.)
                 request: Request = event  # type: ignore[assignment]
+                if eof:  # the last request held (as far as a length tells) says close
+                    rest = len(reader.buf) - reader.pos
+                    if request.body_framing == BODY_LENGTH:
+                        rest -= request.content_length
+                    if rest <= 0:
+                        proto.peer_closed()
                 if not self._writing:  # pending output keeps its write timeout
                     self._timeout_kind = NO_DEADLINE
                 # The response first: should building the request fail, the client is still
@@ -344,6 +365,10 @@ class Connection(ChannelSide, Deadline, Transport):
                 if proto.state is not IDLE:
                     break
             state = proto.state
+            if eof and (state is IDLE or state is READING_HEAD or state is NEW):
+                # After the client's EOF the held bytes make no further request: the
+                # responses owed are queued, so the connection ends after them.
+                state = self._set_state(END)
             if state is IDLE and not self._writing and self._file is None:
                 # _flush_now() for the usual end of a batch, inlined: one send, and only
                 # if the kernel does not take it all, a writer registration.
@@ -370,8 +395,8 @@ class Connection(ChannelSide, Deadline, Transport):
             else:
                 self._end_request()
             state = self._proto.state
-            if state is IDLE and len(self._reader.buf) > self._reader.pos:
-                self._data_received()  # pipelined requests held meanwhile
+            if state is IDLE and (len(self._reader.buf) > self._reader.pos or self._eof):
+                self._data_received()  # pipelined requests held meanwhile (or the end)
             elif state is not CLOSED and state is not HIJACKED:
                 self._flush_now()
         except Exception as exc:
