@@ -159,7 +159,7 @@ class ChannelSide:
         def queue_file(
             self, fd: int, offset: int, count: int, close_fd: bool, waiter: Any
         ) -> None: ...
-        def detach(self, flush_timeout: float) -> tuple[socket.socket, BufferPair]:
+        def detach(self) -> tuple[socket.socket, BufferPair]:
             raise NotImplementedError
 
     @property
@@ -220,8 +220,9 @@ class ChannelSide:
         return fut
 
     def hijack(self) -> tuple[socket.socket, BufferPair]:
-        """Leave the server: flush the head already written, unregister, cancel timers,
-        leave the table, run the HIJACKED hook; hand over the socket and our own pair."""
+        """Leave the server: send what the kernel takes of the head already written (the
+        rest stays in the pair's writer), unregister, cancel timers, leave the table, run the
+        HIJACKED hook; hand over the socket and our own pair."""
         if self._proto.state is CLOSED:
             raise ConnectionClosedError("the connection is closed")
         if self._file is not None:
@@ -229,9 +230,9 @@ class ChannelSide:
         self._proto.take_continue()  # never after a hijack: the hijacker owns the socket
         self._cancel_timer()
         try:
-            pair = self.detach(self.config.write_timeout)
+            pair = self.detach()
         except OSError:
-            # No hand-over: the connection is broken (or stuck); close it like any other.
+            # No hand-over: the connection is broken; close it like any other.
             self._abort()
             raise
         self._set_state(ConnEvent.HIJACK)

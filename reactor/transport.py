@@ -287,11 +287,13 @@ class Transport:
         except OSError:
             pass
 
-    def detach(self, flush_timeout: float) -> tuple[socket.socket, BufferPair]:
+    def detach(self) -> tuple[socket.socket, BufferPair]:
         """Leave the loop: unregister and hand over the socket and the same reader and
-        writer. Output already buffered reaches the socket first (HIJACK-SPEC B6, B7): it is
-        flushed in blocking mode, at most ``flush_timeout`` seconds. OSError if that fails (the
-        socket is unregistered by then; the caller closes it)."""
+        writer. Output already buffered is sent as far as the kernel takes it now, never
+        waiting (a client that does not read must not stop the loop): what it does not take
+        stays in the writer, ahead of anything written through it (HIJACK-SPEC B6, B7;
+        docs/hijack.md, "Before the hand-over"). OSError if sending fails (the socket is
+        unregistered by then; the caller closes it)."""
         if self._file is not None:
             raise RuntimeError("hijack() while a sendfile() body is still being sent")
         sock = self._sock
@@ -299,10 +301,5 @@ class Transport:
         self._reading = self._writing = False
         writer = self._writer
         if writer.buffered():
-            try:
-                sock.settimeout(flush_timeout)
-                writer.flush()
-            finally:
-                if sock.fileno() >= 0:
-                    sock.setblocking(False)
+            writer.send_some()
         return sock, BufferPair(self._reader, writer)

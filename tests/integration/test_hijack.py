@@ -575,3 +575,57 @@ def test_async_handler_hijack(serve: Any) -> None:
     with srv.connect() as s:
         s.sendall(raw_request())
         assert recv_all(s) == b"async hijack"
+
+
+def test_hijack_never_blocks_the_loop_on_a_client_that_does_not_read(serve: Any) -> None:
+    """Issue 11, item 4: a 101 + hijack on a connection whose client has not read an earlier
+    large response. hijack() sends what the kernel takes and hands the rest over in the
+    pair's writer instead of flushing in blocking mode (which stopped the whole server for up
+    to the write timeout): another client is answered at once meanwhile, and the first one,
+    once it reads, gets the earlier response, the 101 and then the hijacker's bytes, in order."""
+    big = b"x" * (4 << 20)
+    handed: dict[str, int] = {}
+
+    def finish(sock: socket.socket, writer: Writer) -> None:
+        sock.setblocking(True)  # a thread of its own may wait for the client
+        writer.write(b"tunnel")
+        writer.flush()
+        sock.close()
+
+    def handler(w: ResponseWriter, r: Request) -> None:
+        if r.path == "/big":
+            w.headers.set("Content-Length", str(len(big)))
+            w.write(big)
+        elif r.path == "/upgrade":
+            w.headers.set("Upgrade", "echo")
+            w.headers.set("Connection", "Upgrade")
+            w.write_header(101)
+            sock, pair = w.hijack()
+            handed["left"] = pair.writer.buffered()
+            threading.Thread(target=finish, args=(sock, pair.writer), daemon=True).start()
+        else:
+            w.write(b"ok")
+
+    # The high-water mark above the big body: the upgrade request runs while it is unsent.
+    config = ServerConfig(write_high_water=16 << 20, write_low_water=0, write_timeout=20.0)
+    srv = serve(handler, config)
+    slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.settimeout(10.0)
+    slow.connect(srv.address)
+    with slow:
+        slow.sendall(raw_request("GET", "/big") + raw_request("GET", "/upgrade"))
+        assert wait_for(lambda: "left" in handed, timeout=5.0)
+        assert handed["left"] > 0  # the kernel could not take it all: handed over
+        started = time.monotonic()
+        with srv.connect() as other:
+            other.sendall(raw_request("GET", "/", headers=[("Connection", "close")]))
+            assert recv_all(other).endswith(b"ok")
+        assert time.monotonic() - started < 3.0  # the loop was not stuck in a flush
+        received = recv_all(slow, timeout=10.0)
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert rest[: len(big)] == big
+    after = rest[len(big) :]
+    assert after.startswith(b"HTTP/1.1 101 ")
+    assert after.endswith(b"\r\n\r\ntunnel")
