@@ -64,6 +64,13 @@ def parse_seconds(text: str) -> float:
     return value
 
 
+def parse_seconds_or_zero(text: str) -> float:
+    """Seconds, or 0 for "off"."""
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return parse_seconds(text)
+
+
 def parse_port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
@@ -110,6 +117,13 @@ _TIMEOUT_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
         "accept_backoff",
         parse_seconds,
         "seconds to stop accepting after running out of file descriptors",
+    ),
+    (
+        "--stall-warning",
+        "stall_warning",
+        parse_seconds_or_zero,
+        "warn, naming the code, when the loop runs no callback for this many seconds "
+        "(a handler that blocks every connection); 0: off",
     ),
 ]
 _LIMIT_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [

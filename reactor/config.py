@@ -55,6 +55,11 @@ class ServerConfig:
     server_header: str | None = "reactor"
     #: Log each request in Common Log Format on the "reactor.access" logger.
     access_log: bool = False
+    #: Seconds the loop may run no callback before a warning names the code that holds it (a
+    #: handler that blocks stops every connection): reactor.loop.StallWatch, started by
+    #: ``reactor.run.serve`` (``reactor serve``). 0: no watch. asyncio's debug mode warns
+    #: after 0.1 s per callback; 0.5 s keeps the warning for stalls a user would notice.
+    stall_warning: float = 0.5
 
     def __post_init__(self) -> None:
         for name in (
@@ -72,6 +77,10 @@ class ServerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"ServerConfig.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.stall_warning, int | float) or not 0 <= self.stall_warning < 1e9:
+            raise ValueError(
+                f"ServerConfig.stall_warning must be >= 0 seconds, got {self.stall_warning!r}"
+            )
         if not isinstance(self.max_connections, int) or self.max_connections < 0:
             raise ValueError(
                 f"ServerConfig.max_connections must be >= 0, got {self.max_connections!r}"

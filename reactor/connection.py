@@ -407,16 +407,22 @@ class Connection(ChannelSide, Deadline, Transport):
         # log record would keep every frame of the stack alive (a frame holds its caller,
         # and ours hold this connection) for as long as a handler keeps the record; as text
         # it pins nothing. The handler's frames are cleared too: they hold its locals (w, r).
+        state = self._proto.state
+        # A write or read after the client went away (a reset, a close) is not the server's
+        # error, nor the handler's: one line at INFO, as the static and WSGI paths log it.
+        gone = state is CLOSED and isinstance(exc, BrokenConnectionError)
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame.f_code is Connection._data_received.__code__:
             tb = tb.tb_next
-        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        text = "" if gone else "".join(traceback.format_exception(type(exc), exc, tb))
         exc.__traceback__ = None
         traceback.clear_frames(tb)
+        if gone:
+            log.info("the client went away while the handler ran: %s", exc)
+        else:
+            log.error("handler raised\n%s", text.rstrip())
         del exc, tb
-        log.error("handler raised\n%s", text.rstrip())
         response = self._response
-        state = self._proto.state
         if state is HIJACKED or state is CLOSED or response is None:
             self._end_request()
             return

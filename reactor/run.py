@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ServerConfig
 from .loop.selector import SelectorLoop
+from .loop.stall import StallWatch
 from .server import Handler, Server, listening_socket
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ def serve(
     (None if the loop stopped without a signal)."""
     loop = loop if loop is not None else SelectorLoop()
     server = Server(handler, loop=loop, config=config, ssl_context=ssl_context)
+    watch: StallWatch | None = None
     scheme = "https" if ssl_context is not None else "http"
     try:
         urls: list[str] = []
@@ -153,9 +155,13 @@ def serve(
             log.info("listening on %s", url)
         if ready is not None:
             ready(server, urls)
+        if server.config.stall_warning:
+            watch = StallWatch(loop, server.config.stall_warning).start()
         loop.run()
         return shutdown.report()
     finally:
+        if watch is not None:
+            watch.stop()
         server.close()
         loop.close()
 

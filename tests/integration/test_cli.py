@@ -667,3 +667,29 @@ def test_leakcheck_is_a_subcommand(tmp_path: Path) -> None:
     result = run_cli("leakcheck", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "APP" in result.stdout
+
+
+@pytest.mark.parametrize("flag", [[], ["--stall-warning", "0"]], ids=["default", "off"])
+def test_a_handler_that_blocks_the_loop_is_named_in_a_warning(
+    tmp_path: Path, flag: list[str]
+) -> None:
+    """Issue 11: a handler that blocks the loop stops every connection, invisibly. reactor
+    serve warns after --stall-warning seconds (default 0.5) and names the handler;
+    --stall-warning 0 turns it off."""
+    (tmp_path / "slowapp.py").write_text(
+        "import time\ndef handler(w, r):\n    time.sleep(1.2)\n    w.write(b'late')\n"
+    )
+    with reactor_serve("slowapp:handler", *flag, cwd=tmp_path) as served:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        assert data.endswith(b"late")
+        time.sleep(0.2)
+        stderr = served.stderr()
+    if flag:
+        assert "no callback" not in stderr
+    else:
+        assert "has run no callback" in stderr and "handler (" in stderr
+        assert "slowapp.py" in stderr

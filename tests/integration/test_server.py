@@ -695,3 +695,37 @@ def test_keep_alive_after_a_drained_response_gets_the_idle_timeout(serve: Any) -
         time.sleep(0.1)
         s.sendall(raw_request(target="/small"))
         assert reader.read().body == b"small"
+
+
+def test_a_write_after_the_client_reset_is_not_logged_as_a_server_error(
+    serve: Any, caplog: Any
+) -> None:
+    """Issue 11: an async handler writing after its client reset the connection got ERROR
+    "handler raised" and a traceback. The client going away is not a server error: one INFO
+    line, no traceback."""
+    reset = threading.Event()
+    done = threading.Event()
+
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        try:
+            while not reset.is_set():
+                await srv.loop.sleep(0.01)
+            await srv.loop.sleep(0.2)  # the server has seen the reset by now
+            w.write(b"x" * 100_000)
+            w.flush()
+            await w.drain()
+        finally:
+            done.set()
+
+    srv = serve(handler)
+    with caplog.at_level(logging.DEBUG, logger="reactor"):
+        s = srv.connect()
+        s.sendall(raw_request())
+        time.sleep(0.1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()  # RST
+        reset.set()
+        assert done.wait(5)
+        assert wait_for(lambda: "went away" in caplog.text, 3)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "Traceback" not in caplog.text
