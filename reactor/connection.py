@@ -77,6 +77,10 @@ __all__ = ["Connection"]
 
 log = logging.getLogger("reactor.server")
 
+# Bodies at least this large go out beside their head with sendmsg() instead of being joined
+# to it (a copy of the whole body); below it the copy costs less than the gather.
+_GATHER_MIN = 16 * 1024
+
 
 E = ConnEvent
 
@@ -534,9 +538,17 @@ class Connection(ChannelSide, Deadline, Transport):
         framing, declared, parts = self._proto.response_head(
             status, headers, version, body_size, final, defaults
         )
-        if body is not None and framing == FRAMING_LENGTH:
-            parts.append(body)
         writer = self._writer
+        if body is not None and framing == FRAMING_LENGTH:
+            if (
+                body_size >= _GATHER_MIN  # (the held body is all there is: its size)
+                and not writer.buf
+                and self._file is None
+                and type(self._sock) is socket.socket  # an SSLSocket has no sendmsg
+            ):
+                self._send_gathered(b"".join(parts), body)
+                return framing, declared
+            parts.append(body)
         if writer.buf:
             writer.write(b"".join(parts))
             if len(writer.buf) > self._server.config.write_high_water:
@@ -548,6 +560,26 @@ class Connection(ChannelSide, Deadline, Transport):
         return framing, declared
 
     # -- writing ----------------------------------------------------------------------------
+
+    def _send_gathered(self, head: bytes, body: bytes) -> None:
+        """A large body behind its head with nothing queued before them: one ``sendmsg``
+        of both, so the body is not copied into a joined buffer first; only what the
+        kernel does not take now is copied into the writer, and goes out as usual."""
+        writer = self._writer
+        try:
+            sent = self._sock.sendmsg((head, body))
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._abort()
+            return
+        if sent < len(head):
+            writer.buf = bytearray(head[sent:]) + body
+        elif sent < len(head) + len(body):
+            writer.buf = bytearray(memoryview(body)[sent - len(head) :])
+        else:
+            return
+        self._flush_now()  # (a writer registration and a write timeout: what is left waits)
 
     def _flush_now(self) -> None:
         state = self._proto.state
