@@ -396,13 +396,13 @@ def test_detach_hands_over_the_same_buffers_and_unregisters(
     pair.writer.write(b"buffered before the hijack")
     assert loop.registered_fds() == 1
 
-    sock, handed = t.detach(SAFETY)
+    sock, handed = t.detach()
 
     assert sock is ours
     assert handed.reader is pair.reader and handed.writer is pair.writer
     assert loop.registered_fds() == 0
-    assert sock.gettimeout() == 0.0  # non-blocking again after the blocking flush
-    assert handed.writer.buffered() == 0  # flushed before the hand-over (B7)
+    assert sock.gettimeout() == 0.0  # still non-blocking: detach never waits
+    assert handed.writer.buffered() == 0  # the kernel took it all before the hand-over (B7)
     peer.settimeout(SAFETY)
     assert peer.recv(100) == b"buffered before the hijack"
     assert handed.reader.take(-1) == b"held"  # held bytes stay held (B3)
@@ -425,7 +425,7 @@ def test_detach_refuses_while_a_file_is_queued(
     done = loop.create_future()
     t.queue_file(fd, 0, 10, True, done)
     with pytest.raises(RuntimeError, match="sendfile"):
-        t.detach(SAFETY)
+        t.detach()
     t.close_transport()
     assert isinstance(done.exception(), BrokenConnectionError)
     assert not fd_is_open(fd)
@@ -455,3 +455,35 @@ def test_close_transport_unregisters_and_fails_a_queued_file(
     for _ in range(3):
         loop.run_once(0.01)
     assert t.events == []
+
+
+def test_detach_hands_over_what_the_kernel_does_not_take_without_waiting(
+    loop: Loop, socks: list[socket.socket]
+) -> None:
+    """Issue 11, item 4: a peer that does not read. detach() sends what the kernel takes and
+    hands the rest over in the writer, at once (it used to flush in blocking mode)."""
+    ours, peer = socket.socketpair()
+    pair = BufferPair(Reader(ours), Writer(ours))
+    t, peer = make(loop, socks, pair=(ours, peer), buffers=pair)
+    data = bytes(range(256)) * (16 << 10)  # 4 MiB: more than the socket buffers hold
+    pair.writer.write(data)
+    t.start_reading()
+    started = time.monotonic()
+    sock, handed = t.detach()
+    assert time.monotonic() - started < 1.0
+    left = handed.writer.buffered()
+    assert 0 < left < len(data)
+    sock.setblocking(True)
+    sock.settimeout(SAFETY)
+    received = bytearray()
+    peer.settimeout(SAFETY)
+
+    def drain() -> None:
+        while len(received) < len(data):
+            received.extend(peer.recv(1 << 20))
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    handed.writer.flush()  # blocking now: the rest, in order
+    reader.join(SAFETY)
+    assert bytes(received) == data
