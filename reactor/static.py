@@ -6,8 +6,10 @@ file with ``Content-Type``, ``Content-Length`` and ``Last-Modified`` in bounded 
 write backpressure. It must never open anything outside the root: each path is decoded
 segment by segment (``..``, encoded slashes and NUL are refused before any join), then the
 joined path is resolved with ``os.path.realpath`` and checked to be inside the resolved root,
-so symlinks that point outside are refused too. It does not parse HTTP or touch sockets; it
-speaks only the handler API (``w``, ``r``).
+so symlinks that point outside are refused too. Names starting with a dot (``.git``, ``.env``)
+are answered 404 and left out of listings unless ``dotfiles="allow"`` (``"deny"``: 403), so
+serving a checkout never serves its repository or secrets; ``/.well-known/`` (RFC 8615) is
+public. It does not parse HTTP or touch sockets; it speaks only the handler API (``w``, ``r``).
 
 Tests: tests/integration/test_static.py (in-process and over ``reactor serve``).
 """
@@ -36,12 +38,39 @@ log = logging.getLogger("reactor.static")
 
 ALLOWED_METHODS = "GET, HEAD"
 
-# The built-in table only (no /etc/mime.types): the same answer on every machine.
+# The built-in table only (no /etc/mime.types): the same answer on every machine, with the
+# types it lacks or that changed between Python versions set here (RFC 9239 makes JavaScript
+# text/javascript; text/markdown is RFC 7763; the others are their IANA registrations).
 _MIME = mimetypes.MimeTypes()
+for _ext, _type in {
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".toml": "application/toml",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".wasm": "application/wasm",
+    ".webmanifest": "application/manifest+json",
+    ".avif": "image/avif",
+    ".webp": "image/webp",
+    ".woff2": "font/woff2",
+}.items():
+    _MIME.add_type(_type, _ext)
+
+#: ``dotfiles`` choices: serve them, refuse them (403), or answer as if absent (404).
+DOTFILES = ("allow", "deny", "ignore")
+#: Dot-names that are public whatever ``dotfiles`` says (RFC 8615's well-known URIs).
+_PUBLIC_DOTNAMES = frozenset({".well-known"})
 
 # Types that are text without saying so in their major type.
 _TEXT_LIKE = frozenset(
-    {"application/javascript", "application/json", "application/xml", "image/svg+xml"}
+    {
+        "application/javascript",
+        "application/json",
+        "application/manifest+json",
+        "application/toml",
+        "application/xml",
+        "image/svg+xml",
+    }
 )
 
 
@@ -71,17 +100,27 @@ class StaticFiles:
     GET and HEAD only (others: 405 with ``Allow``). A directory is served by its
     ``index.html`` if it has one, else by a listing (``listing=False``: 403); ``/dir`` is
     redirected to ``/dir/``. Paths that would leave the root get 403, missing ones 404.
+    ``dotfiles``: what a path with a segment starting with "." gets: "ignore" (default: 404,
+    and unlisted), "deny" (403, unlisted) or "allow" (served and listed).
     """
 
     def __init__(
-        self, root: str | os.PathLike[str], *, index: str = "index.html", listing: bool = True
+        self,
+        root: str | os.PathLike[str],
+        *,
+        index: str = "index.html",
+        listing: bool = True,
+        dotfiles: str = "ignore",
     ) -> None:
         real = os.path.realpath(os.fspath(root))
         if not os.path.isdir(real):
             raise NotADirectoryError(f"static root {os.fspath(root)!r} is not a directory")
+        if dotfiles not in DOTFILES:
+            raise ValueError(f"dotfiles must be one of {', '.join(DOTFILES)}, got {dotfiles!r}")
         self.root = real
         self.index = index
         self.listing = listing
+        self.dotfiles = dotfiles
 
     def __repr__(self) -> str:
         return f"StaticFiles({self.root!r})"
@@ -106,6 +145,12 @@ class StaticFiles:
             return
         if target is None:
             self.send_error(w, 404, "Not Found")
+            return
+        if self.dotfiles != "allow" and self.is_hidden(target):
+            if self.dotfiles == "deny":
+                self.send_error(w, 403, "Forbidden")
+            else:
+                self.send_error(w, 404, "Not Found")
             return
         try:
             fd = os.open(target.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
@@ -163,6 +208,14 @@ class StaticFiles:
         if not self.contains(real):
             raise Forbidden(f"resolves to {real!r}, outside the root")
         return Target(tuple(segments), real, raw_path.endswith("/"))
+
+    def is_hidden(self, target: Target) -> bool:
+        """Whether the request path, or the file it resolves to (a symlink may point at
+        ``.env``), has a dot-name below the root."""
+        if any(map(_hidden, target.segments)):
+            return True
+        below = os.path.relpath(target.path, self.root)
+        return below != "." and any(map(_hidden, below.split(os.sep)))
 
     def contains(self, real_path: str) -> bool:
         """Whether a resolved path is the root or inside it."""
@@ -272,6 +325,8 @@ class StaticFiles:
         entries: list[tuple[str, bool, int]] = []
         with os.scandir(target.path) as it:
             for entry in it:
+                if self.dotfiles != "allow" and _hidden(entry.name):
+                    continue
                 try:
                     is_dir = entry.is_dir()
                     size = -1 if is_dir else entry.stat().st_size
@@ -363,6 +418,11 @@ def parse_range(spec: str, size: int) -> tuple[int, int] | str | None:
     if start >= size:
         return "unsatisfiable"
     return (start, end)
+
+
+def _hidden(name: str) -> bool:
+    """A dotfile or dot-directory name (``.git``, ``.env``), other than the public ones."""
+    return name.startswith(".") and name not in _PUBLIC_DOTNAMES
 
 
 def _display(url_path: str) -> str:

@@ -497,3 +497,59 @@ def test_range_of_a_big_file_with_urllib3(server: RunningServer, root: Path) -> 
         )
     assert response.status == 206
     assert response.data == data[start : end + 1]
+
+
+# -- dotfiles and types the platform table lacks ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("README.md", "text/markdown; charset=utf-8"),
+        ("pyproject.toml", "application/toml; charset=utf-8"),
+        ("app.mjs", "text/javascript; charset=utf-8"),
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("mod.wasm", "application/wasm"),
+        ("site.webmanifest", "application/manifest+json; charset=utf-8"),
+        ("pic.avif", "image/avif"),
+    ],
+)
+def test_types_beyond_the_platform_table(tmp_path: Path, name: str, content_type: str) -> None:
+    (tmp_path / name).write_bytes(b"x")
+    assert StaticFiles(tmp_path).content_type(str(tmp_path / name)) == content_type
+
+
+@pytest.fixture
+def dotted(tmp_path: Path) -> Path:
+    site = tmp_path / "dotted"
+    site.mkdir()
+    (site / ".env").write_bytes(b"PASSWORD=hunter2")
+    (site / ".git").mkdir()
+    (site / ".git" / "config").write_bytes(b"[core]")
+    (site / "public.txt").write_bytes(b"public")
+    (site / "alias.txt").symlink_to(site / ".env")
+    (site / ".well-known").mkdir()
+    (site / ".well-known" / "security.txt").write_bytes(b"Contact: x")
+    return site
+
+
+@pytest.mark.parametrize(("dotfiles", "status"), [("ignore", 404), ("deny", 403), ("allow", 200)])
+def test_dotfiles_are_hidden_unless_allowed(dotted: Path, dotfiles: str, status: int) -> None:
+    with serve_in_thread(StaticFiles(dotted, dotfiles=dotfiles)) as running:
+        for path in ("/.env", "/.git/config", "/%2Egit/config", "/alias.txt", "/.git/"):
+            got, _, body = request(running, path)
+            assert got == (301 if path == "/.git" else status), path
+            if status != 200:
+                assert b"hunter2" not in body and b"[core]" not in body
+        assert request(running, "/public.txt")[0] == 200
+        assert request(running, "/.well-known/security.txt")[0] == 200
+        listing = request(running, "/")[2]
+    assert b"public.txt" in listing
+    assert b".well-known" in listing
+    assert (b".env" in listing) == (dotfiles == "allow")
+    assert (b".git/" in listing) == (dotfiles == "allow")
+
+
+def test_dotfiles_choice_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="dotfiles must be one of"):
+        StaticFiles(tmp_path, dotfiles="sometimes")
