@@ -16,6 +16,7 @@ import argparse
 import errno
 import logging
 import os
+import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -27,6 +28,11 @@ from .run import Bind, bind_socket, parse_bind, serve, socket_url
 from .server import Handler, Server
 
 __all__ = ["AppLoadError", "build_parser", "config_from_args", "load_app", "main"]
+
+
+#: The name reactor is installed under (``pip install reactor-httpd``): ``reactor`` on the
+#: package index is another project. The import name and the command stay ``reactor``.
+DISTRIBUTION = "reactor-httpd"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,13 +79,11 @@ def _bind(text: str) -> Bind:
 def build_parser(command: str | None = None) -> _Parser:
     """The ``reactor`` parser; ``command`` is the subcommand about to run, if known (the
     leakcheck module is imported only for it)."""
-    from . import __name__ as package
-
     parser = _Parser(
         prog="reactor",
         description="reactor: a single-threaded HTTP/1.1 server with connection hijacking.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version(package)}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version(DISTRIBUTION)}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve_parser = commands.add_parser(
         "serve",
@@ -114,6 +118,13 @@ def build_parser(command: str | None = None) -> _Parser:
         metavar="DIR",
         default=None,
         help="directory of static files to serve when no APP is given (default: .)",
+    )
+    what.add_argument(
+        "--dotfiles",
+        choices=("ignore", "deny", "allow"),
+        default="ignore",
+        help="static files whose path has a name starting with '.' (.git, .env): answered "
+        "404 and not listed (ignore), 403 (deny), or served (allow) (default: ignore)",
     )
     where = serve_parser.add_argument_group("where to listen")
     where.add_argument(
@@ -162,7 +173,7 @@ def build_parser(command: str | None = None) -> _Parser:
         choices=("selectors", "asyncio", "uvloop"),
         default="selectors",
         help="event loop: reactor's own (selectors), asyncio, or uvloop (pip install "
-        "'reactor[uvloop]') (default: selectors)",
+        "'reactor-httpd[uvloop]') (default: selectors)",
     )
     add_config_flags(serve_parser)
     serve_parser.set_defaults(run=_serve_command, command_parser=serve_parser)
@@ -228,8 +239,9 @@ def env_name(action: argparse.Action) -> str:
 
 def args_from_env(parser: _Parser, argv: Sequence[str], environ: dict[str, str]) -> list[str]:
     """Flags for the REACTOR_* variables set in ``environ`` whose flag is not in ``argv``
-    (the command line wins). A switch takes 1/true/yes/on or 0/false/no/off; --bind takes
-    addresses separated by spaces or commas."""
+    (the command line wins). A switch takes 1/true/yes/on or 0/false/no/off; --access-log
+    takes those too (yes: stdout, no: off) or a file name; --bind takes addresses separated by
+    spaces or commas."""
     given = set()
     for arg in argv:
         if arg.startswith("-"):
@@ -249,6 +261,13 @@ def args_from_env(parser: _Parser, argv: Sequence[str], environ: dict[str, str])
                 extra.append(flag)
             elif lowered not in _FALSE:
                 parser.error(f"{name}={value!r}: expected 1/true/yes/on or 0/false/no/off")
+        elif action.nargs == "?" and action.const is not None:  # --access-log [FILE]
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                # The value is spelled out: a bare flag inserted before APP would take APP.
+                extra.append(f"{flag}={action.const}")
+            elif lowered not in _FALSE:
+                extra.append(f"{flag}={value}")
         elif isinstance(action, _Append):
             for item in value.replace(",", " ").split():
                 extra.append(f"{flag}={item}")
@@ -284,18 +303,25 @@ def _clf_quote(value: object) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+#: The name of the handlers reactor serve adds, so a second ``main()`` in one process (the
+#: tests) replaces them instead of adding more.
+_HANDLER_NAME = "reactor-serve"
+
+
 def _setup_logging(level: str, access_log: str | None, access_format: str) -> None:
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("reactor").setLevel(level.upper())
+    """Handlers on reactor's loggers only ("reactor" on stderr, "reactor.access" to its
+    file), which do not propagate: the root logger is the application's to configure, and a
+    line is never printed twice because both configured it."""
+    reactor_log = logging.getLogger("reactor")
+    reactor_log.setLevel(level.upper())
+    reactor_log.propagate = False
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _replace_handler(reactor_log, handler)
     if access_log is not None:
         access = logging.getLogger("reactor.access")
         access.setLevel(logging.INFO)
         access.propagate = False
-        handler: logging.Handler
         if access_log == "-":
             handler = logging.StreamHandler(sys.stdout)
         else:
@@ -303,13 +329,111 @@ def _setup_logging(level: str, access_log: str | None, access_format: str) -> No
 
             handler = WatchedFileHandler(access_log)
         handler.setFormatter(AccessFormatter(combined=access_format == "combined"))
-        access.addHandler(handler)
+        _replace_handler(access, handler)
+
+
+def _replace_handler(logger: logging.Logger, handler: logging.Handler) -> None:
+    for old in list(logger.handlers):
+        if old.name == _HANDLER_NAME:
+            logger.removeHandler(old)
+            old.close()
+    handler.set_name(_HANDLER_NAME)
+    logger.addHandler(handler)
+
+
+# -- checks at start-up: one line naming the thing and what to do ------------------------------
+
+_APP_LIKE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(.*\))?")
+
+
+def _check_path_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A flag that takes a path but got ``module:attr`` took the APP that followed it."""
+    for flag, dest in _PATH_FLAGS:
+        value = getattr(args, dest, None)
+        if not isinstance(value, str) or not _APP_LIKE.fullmatch(value):
+            continue
+        if os.path.exists(value):
+            continue
+        hint = " (or --access-log=- for stdout)" if flag == "--access-log" else ""
+        parser.error(
+            f"{flag} {value!r} looks like an application (module:callable), not a file: "
+            f"give APP before {flag}{hint}"
+        )
+
+
+#: Flags whose value is a path, checked by _check_path_flags.
+_PATH_FLAGS = [
+    ("--access-log", "access_log"),
+    ("--root", "root"),
+    ("--certfile", "certfile"),
+    ("--keyfile", "keyfile"),
+]
+
+
+def _check_access_log(parser: argparse.ArgumentParser, path: str | None) -> None:
+    """The access log file can be opened for appending (now, not at the first request)."""
+    if path is None or path == "-":
+        return
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        parser.error(
+            f"--access-log {path!r}: cannot open it for appending: {exc.strerror or exc} "
+            "(give a writable file, or - for stdout)"
+        )
+
+
+def _load_tls(parser: argparse.ArgumentParser, certfile: str, keyfile: str | None) -> Any:
+    """The SSLContext for --certfile/--keyfile, or a usage error naming the file at fault."""
+    import ssl
+
+    from .tls import make_context
+
+    for flag, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as file:
+                text = file.read(1 << 20)
+        except OSError as exc:
+            parser.error(f"{flag} {path!r}: cannot read it: {exc.strerror or exc}")
+        if flag == "--certfile" and b"-----BEGIN CERTIFICATE-----" not in text:
+            parser.error(f"--certfile {path!r} holds no PEM certificate (BEGIN CERTIFICATE)")
+        has_key = b"PRIVATE KEY-----" in text
+        if flag == "--keyfile" and not has_key:
+            parser.error(f"--keyfile {path!r} holds no PEM private key (BEGIN PRIVATE KEY)")
+        if flag == "--certfile" and keyfile is None and not has_key:
+            parser.error(
+                f"--certfile {path!r} holds no private key: give its key with --keyfile FILE"
+            )
+
+    def no_password() -> str:
+        raise ValueError("encrypted")
+
+    try:
+        return make_context(certfile, keyfile, no_password)  # type: ignore[arg-type]
+    except ValueError:
+        parser.error(
+            f"the private key in {keyfile or certfile!r} is encrypted: give an unencrypted "
+            "key (openssl pkey -in KEY -out KEY.plain)"
+        )
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or exc.reason == "KEY_VALUES_MISMATCH":
+            parser.error(
+                f"the private key in {keyfile or certfile!r} does not match the certificate "
+                f"in {certfile!r}"
+            )
+        parser.error(f"cannot load --certfile {certfile!r}: {one_line(exc)}")
+    except OSError as exc:
+        parser.error(f"cannot load --certfile/--keyfile: {one_line(exc)}")
 
 
 # -- serve --------------------------------------------------------------------------------------
 
 
 def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    _check_path_flags(parser, args)
     try:
         config = config_from_args(args)
     except ValueError as exc:
@@ -355,18 +479,14 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         root = args.root if args.root is not None else "."
         if not os.path.isdir(root):
             parser.error(f"--root {root!r} is not a directory")
-        static = StaticFiles(root)
+        static = StaticFiles(root, dotfiles=args.dotfiles)
         handler = static
         what = static.root
 
     ssl_context = None
     if args.certfile:
-        from .tls import make_context
-
-        try:
-            ssl_context = make_context(args.certfile, args.keyfile)
-        except (OSError, ValueError) as exc:
-            parser.error(f"cannot load --certfile/--keyfile: {one_line(exc)}")
+        ssl_context = _load_tls(parser, args.certfile, args.keyfile)
+    _check_access_log(parser, args.access_log)
 
     new_loop = _loop_factory(parser, args.loop)
     _setup_logging(args.log_level, args.access_log, args.access_log_format)
@@ -457,7 +577,8 @@ def _loop_factory(parser: argparse.ArgumentParser, name: str) -> Callable[[], An
             import uvloop  # noqa: F401
         except ImportError:
             parser.error(
-                "--loop uvloop needs uvloop, which is not installed: pip install 'reactor[uvloop]'"
+                "--loop uvloop needs uvloop, which is not installed: "
+                "pip install 'reactor-httpd[uvloop]'"
             )
     return lambda: new_loop(name)
 
@@ -469,7 +590,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["serve"]:
         serve_parser = parser.subcommands["serve"]
         arguments[1:1] = args_from_env(serve_parser, arguments[1:], dict(os.environ))
-    args = parser.parse_args(arguments)
+    args, unknown = parser.parse_known_args(arguments)
+    if unknown:
+        # argparse reports a subcommand's unknown flag from the top parser, pointing to
+        # ``reactor --help``, where the flag is not described: the subcommand reports it.
+        where: argparse.ArgumentParser = getattr(args, "command_parser", None) or parser
+        where.error(f"unrecognized arguments: {' '.join(unknown)}")
     command: Callable[[argparse.ArgumentParser, argparse.Namespace], int] = args.run
     try:
         return command(args.command_parser, args)

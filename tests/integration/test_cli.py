@@ -580,7 +580,7 @@ def test_environment_variables_set_flags_and_the_command_line_wins(
         ({}, ["--bind", "::1:80"], "brackets"),
         ({}, ["--bind", "127.0.0.1:0", "--port", "0"], "--host/--port"),
         ({}, ["--keyfile", "k.pem"], "--certfile"),
-        ({}, ["--certfile", "missing.pem"], "cannot load"),
+        ({}, ["--certfile", "missing.pem"], "missing.pem"),
         ({}, ["--workers", "-1"], "--workers"),
     ],
 )
