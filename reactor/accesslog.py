@@ -4,7 +4,8 @@ Owns the line's format (the Combined Log Format's Referer and User-Agent ride al
 ``extra`` fields for ``reactor serve --access-log-format combined``) and the line for a
 request that was rejected before its request line could be trusted, logged as ``"-"`` the
 way nginx logs a 400. The connection calls these when ``ServerConfig.access_log`` is on.
-Tests: tests/integration/test_cli.py (the access-log tests).
+Also ``reopen_log_files``, what SIGUSR1 does in ``reactor serve`` (logrotate's postrotate).
+Tests: tests/integration/test_cli.py (the access-log tests), test_worker_signals.py (USR1).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["log_rejected", "log_request"]
+__all__ = ["log_rejected", "log_request", "reopen_log_files"]
 
 access_log = logging.getLogger("reactor.access")
 
@@ -46,3 +47,30 @@ def log_rejected(when: str, addr: Any, status: int) -> None:
         status,
         extra={"referer": None, "user_agent": None},
     )
+
+
+def reopen_log_files() -> int:
+    """Reopen the file of every ``logging.FileHandler`` (reactor's access log, and the app's
+    own log files too), in append mode, so that lines go to a new file once logrotate has
+    renamed the old one; returns how many were reopened. A handler that has not opened its
+    file yet (``delay=True``) is left alone: it opens the right one when it first writes."""
+    handlers: set[logging.Handler] = set(logging.getLogger().handlers)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            handlers.update(logger.handlers)
+    reopened = 0
+    for handler in handlers:
+        if not isinstance(handler, logging.FileHandler) or handler.stream is None:
+            continue
+        try:
+            stream = open(handler.baseFilename, "a", encoding=handler.encoding)  # noqa: SIM115
+        except OSError as exc:
+            logging.getLogger("reactor").error(
+                "cannot reopen log file %s: %s", handler.baseFilename, exc
+            )
+            continue
+        old = handler.setStream(stream)
+        if old is not None:
+            old.close()
+        reopened += 1
+    return reopened

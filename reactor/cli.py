@@ -1,13 +1,17 @@
 """The ``reactor`` command line: ``reactor serve [APP] [options]``, ``reactor leakcheck``.
 
 Owns the command's parser (the ServerConfig flags come from reactor/cliconfig.py), the
-REACTOR_* environment variables, logging setup, the startup line on stdout and the exit
-statuses: 0 after a signal-driven shutdown, 1 when the server cannot listen (address in use),
-2 for bad flags or an APP that cannot be loaded (one line on stderr, nothing else). It does
-not serve anything itself: ``reactor.run.serve`` runs the server, ``reactor.static`` the
-files, ``reactor.apploader`` loads APP (``load_app`` and ``AppLoadError`` are re-exported
-here) and ``reactor.leakcheck`` runs ``reactor leakcheck``.
-Tests: tests/integration/test_cli.py.
+REACTOR_* environment variables, the startup line on stdout, wiring a worker to its
+supervisor (ready, heartbeats, --max-requests) and the exit statuses: 0 after a
+signal-driven shutdown, 1 when the server cannot listen (address in use), 2 for bad flags or
+an APP that cannot be loaded (one line on stderr, nothing else). It does not serve anything
+itself: ``reactor.run.serve`` runs the server, ``reactor.static`` the files,
+``reactor.appsource`` loads and reloads APP (``load_app`` and ``AppLoadError`` are
+re-exported here), ``reactor.clichecks`` checks paths and certificates at start-up,
+``reactor.clilog`` sets up logging, ``reactor.listeners`` adopts inherited sockets,
+``reactor.workers`` supervises workers and ``reactor.leakcheck`` runs ``reactor leakcheck``.
+Tests: tests/integration/test_cli.py, test_serve_footguns.py, test_workers.py,
+test_worker_signals.py, test_listeners.py.
 """
 
 from __future__ import annotations
@@ -16,18 +20,29 @@ import argparse
 import errno
 import logging
 import os
-import re
+import random
+import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from .apploader import AppLoadError, load_app, one_line
+from .appsource import AppSource, PidFile, count_requests
+from .clichecks import check_access_log, check_path_flags, load_tls
 from .cliconfig import add_config_flags, config_from_args, parse_count, parse_port, parse_seconds
+from .clilog import AccessFormatter, setup_logging
 from .run import Bind, bind_socket, parse_bind, serve, socket_url
 from .server import Handler, Server
 
-__all__ = ["AppLoadError", "build_parser", "config_from_args", "load_app", "main"]
+__all__ = [
+    "AccessFormatter",
+    "AppLoadError",
+    "build_parser",
+    "config_from_args",
+    "load_app",
+    "main",
+]
 
 
 #: The name reactor is installed under (``pip install reactor-httpd``): ``reactor`` on the
@@ -69,6 +84,15 @@ class _Append(argparse.Action):
         setattr(namespace, self.dest, items)
 
 
+def _mode(text: str) -> int:
+    from .listeners import parse_mode
+
+    try:
+        return parse_mode(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _bind(text: str) -> Bind:
     try:
         return parse_bind(text)
@@ -94,9 +118,10 @@ def build_parser(command: str | None = None) -> _Parser:
             "environment variable: REACTOR_ and the flag's name in capitals with _ for - "
             "(REACTOR_PORT=8000, REACTOR_BIND='127.0.0.1:80 unix:/run/r.sock', "
             "REACTOR_ACCESS_LOG=-); a flag on the command line wins. SIGINT/SIGTERM stop "
-            "gracefully (a second signal, or SIGQUIT, forces it); with --workers, SIGHUP "
-            "replaces the workers one by one. Exit status: 0 after a signal, 1 when it cannot "
-            "listen, 2 for bad arguments."
+            "gracefully (a second signal, or SIGQUIT, forces it); SIGUSR1 reopens log files; "
+            "with --workers, SIGHUP imports the app afresh and replaces the workers one by "
+            "one, SIGTTIN/SIGTTOU add/remove a worker. Exit status: 0 after a signal, 1 when "
+            "it cannot listen, 2 for bad arguments."
         ),
     )
     serve_parser.add_argument(
@@ -150,6 +175,23 @@ def build_parser(command: str | None = None) -> _Parser:
     where.add_argument(
         "--keyfile", metavar="FILE", help="the certificate's private key (default: in certfile)"
     )
+    where.add_argument(
+        "--fd",
+        metavar="N",
+        type=parse_count,
+        action=_Append,
+        default=None,
+        help="serve the listening socket inherited on descriptor N (repeatable); sockets "
+        "passed by systemd socket activation (LISTEN_FDS) are served without a flag",
+    )
+    where.add_argument(
+        "--uds-mode",
+        metavar="MODE",
+        type=_mode,
+        default=None,
+        help="permissions of the Unix sockets made by --bind unix:PATH, in octal, like 0o660 "
+        "to let a proxy in the socket's group connect (default: from the umask)",
+    )
     proc = serve_parser.add_argument_group("processes and loop")
     proc.add_argument(
         "--workers",
@@ -167,6 +209,37 @@ def build_parser(command: str | None = None) -> _Parser:
         metavar="SECONDS",
         help="seconds workers get to finish in-flight requests on SIGTERM or SIGHUP "
         "(default: --shutdown-grace)",
+    )
+    proc.add_argument(
+        "--max-requests",
+        type=parse_count,
+        default=0,
+        metavar="N",
+        help="with --workers: a worker that has served N requests finishes them and is "
+        "replaced (bounds slow leaks in an app) (default: 0, never)",
+    )
+    proc.add_argument(
+        "--max-requests-jitter",
+        type=parse_count,
+        default=0,
+        metavar="N",
+        help="add a random 0..N to each worker's --max-requests, so that workers are not all "
+        "replaced at once (default: 0)",
+    )
+    proc.add_argument(
+        "--worker-timeout",
+        type=parse_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="with --workers: kill and replace a worker whose loop has not run for SECONDS "
+        "(a handler blocking it) (default: off)",
+    )
+    proc.add_argument(
+        "--pid",
+        metavar="FILE",
+        default=None,
+        help="write the server's process id (the supervisor's, with --workers) to FILE; "
+        "removed at exit",
     )
     proc.add_argument(
         "--loop",
@@ -276,226 +349,94 @@ def args_from_env(parser: _Parser, argv: Sequence[str], environ: dict[str, str])
     return extra
 
 
-# -- logging ------------------------------------------------------------------------------------
-
-
-class AccessFormatter(logging.Formatter):
-    """The access line as the server logs it (Common Log Format); ``combined`` appends the
-    quoted Referer and User-Agent, taken from the record's ``referer`` and ``user_agent``
-    attributes ("-" when the record has none)."""
-
-    def __init__(self, combined: bool = False) -> None:
-        super().__init__("%(message)s")
-        self.combined = combined
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        if not self.combined:
-            return line
-        referer = _clf_quote(getattr(record, "referer", None))
-        agent = _clf_quote(getattr(record, "user_agent", None))
-        return f'{line} "{referer}" "{agent}"'
-
-
-def _clf_quote(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        return "-"
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-#: The name of the handlers reactor serve adds, so a second ``main()`` in one process (the
-#: tests) replaces them instead of adding more.
-_HANDLER_NAME = "reactor-serve"
-
-
-def _setup_logging(level: str, access_log: str | None, access_format: str) -> None:
-    """Handlers on reactor's loggers only ("reactor" on stderr, "reactor.access" to its
-    file), which do not propagate: the root logger is the application's to configure, and a
-    line is never printed twice because both configured it."""
-    reactor_log = logging.getLogger("reactor")
-    reactor_log.setLevel(level.upper())
-    reactor_log.propagate = False
-    handler: logging.Handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    _replace_handler(reactor_log, handler)
-    if access_log is not None:
-        access = logging.getLogger("reactor.access")
-        access.setLevel(logging.INFO)
-        access.propagate = False
-        if access_log == "-":
-            handler = logging.StreamHandler(sys.stdout)
-        else:
-            from logging.handlers import WatchedFileHandler
-
-            handler = WatchedFileHandler(access_log)
-        handler.setFormatter(AccessFormatter(combined=access_format == "combined"))
-        _replace_handler(access, handler)
-
-
-def _replace_handler(logger: logging.Logger, handler: logging.Handler) -> None:
-    for old in list(logger.handlers):
-        if old.name == _HANDLER_NAME:
-            logger.removeHandler(old)
-            old.close()
-    handler.set_name(_HANDLER_NAME)
-    logger.addHandler(handler)
-
-
-# -- checks at start-up: one line naming the thing and what to do ------------------------------
-
-_APP_LIKE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(.*\))?")
-
-
-def _check_path_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """A flag that takes a path but got ``module:attr`` took the APP that followed it."""
-    for flag, dest in _PATH_FLAGS:
-        value = getattr(args, dest, None)
-        if not isinstance(value, str) or not _APP_LIKE.fullmatch(value):
-            continue
-        if os.path.exists(value):
-            continue
-        hint = " (or --access-log=- for stdout)" if flag == "--access-log" else ""
-        parser.error(
-            f"{flag} {value!r} looks like an application (module:callable), not a file: "
-            f"give APP before {flag}{hint}"
-        )
-
-
-#: Flags whose value is a path, checked by _check_path_flags.
-_PATH_FLAGS = [
-    ("--access-log", "access_log"),
-    ("--root", "root"),
-    ("--certfile", "certfile"),
-    ("--keyfile", "keyfile"),
-]
-
-
-def _check_access_log(parser: argparse.ArgumentParser, path: str | None) -> None:
-    """The access log file can be opened for appending (now, not at the first request)."""
-    if path is None or path == "-":
-        return
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as exc:
-        parser.error(
-            f"--access-log {path!r}: cannot open it for appending: {exc.strerror or exc} "
-            "(give a writable file, or - for stdout)"
-        )
-
-
-def _load_tls(parser: argparse.ArgumentParser, certfile: str, keyfile: str | None) -> Any:
-    """The SSLContext for --certfile/--keyfile, or a usage error naming the file at fault."""
-    import ssl
-
-    from .tls import make_context
-
-    for flag, path in (("--certfile", certfile), ("--keyfile", keyfile)):
-        if path is None:
-            continue
-        try:
-            with open(path, "rb") as file:
-                text = file.read(1 << 20)
-        except OSError as exc:
-            parser.error(f"{flag} {path!r}: cannot read it: {exc.strerror or exc}")
-        if flag == "--certfile" and b"-----BEGIN CERTIFICATE-----" not in text:
-            parser.error(f"--certfile {path!r} holds no PEM certificate (BEGIN CERTIFICATE)")
-        has_key = b"PRIVATE KEY-----" in text
-        if flag == "--keyfile" and not has_key:
-            parser.error(f"--keyfile {path!r} holds no PEM private key (BEGIN PRIVATE KEY)")
-        if flag == "--certfile" and keyfile is None and not has_key:
-            parser.error(
-                f"--certfile {path!r} holds no private key: give its key with --keyfile FILE"
-            )
-
-    def no_password() -> str:
-        raise ValueError("encrypted")
-
-    try:
-        return make_context(certfile, keyfile, no_password)  # type: ignore[arg-type]
-    except ValueError:
-        parser.error(
-            f"the private key in {keyfile or certfile!r} is encrypted: give an unencrypted "
-            "key (openssl pkey -in KEY -out KEY.plain)"
-        )
-    except ssl.SSLError as exc:
-        if "KEY_VALUES_MISMATCH" in str(exc) or exc.reason == "KEY_VALUES_MISMATCH":
-            parser.error(
-                f"the private key in {keyfile or certfile!r} does not match the certificate "
-                f"in {certfile!r}"
-            )
-        parser.error(f"cannot load --certfile {certfile!r}: {one_line(exc)}")
-    except OSError as exc:
-        parser.error(f"cannot load --certfile/--keyfile: {one_line(exc)}")
-
-
 # -- serve --------------------------------------------------------------------------------------
 
 
 def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    _check_path_flags(parser, args)
+    check_path_flags(parser, args)
     try:
         config = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    workers = args.workers
+    if workers == 0:
+        workers = os.cpu_count() or 1
+    if workers is None:
+        for flag, value in (
+            ("--max-requests", args.max_requests),
+            ("--worker-timeout", args.worker_timeout),
+        ):
+            if value:
+                parser.error(f"{flag} needs --workers N (a single process has no supervisor)")
+    inherited = _inherited_sockets(parser, args.fd or [])
     binds: list[Bind] = list(args.bind or [])
     if binds and (args.host is not None or args.port is not None):
         parser.error("--host/--port are shorthands for one --bind; give one or the other")
-    if not binds:
+    if not binds and (not inherited or args.host is not None or args.port is not None):
         host = args.host if args.host is not None else "127.0.0.1"
         port = args.port if args.port is not None else 8080
         binds = [Bind(host=host.strip("[]"), port=port)]
     if args.keyfile and not args.certfile:
         parser.error("--keyfile needs --certfile")
 
-    handler: Handler
     if args.app is not None and args.wsgi is not None:
         parser.error("give APP (a reactor handler) or --wsgi MODULE:APP, not both")
     if (args.app is not None or args.wsgi is not None) and args.root is not None:
         parser.error("--root serves static files and cannot be combined with an app")
-    workers = args.workers
-    if workers == 0:
-        workers = os.cpu_count() or 1
-    if args.app is not None or args.wsgi is not None:
-        try:
-            app = load_app(args.app or args.wsgi)
-        except AppLoadError as exc:
-            parser.error(str(exc))
+    root = args.root if args.root is not None else "."
+    if args.app is None and args.wsgi is None and not os.path.isdir(root):
+        parser.error(f"--root {root!r} is not a directory")
+
+    def build(app: Any) -> Handler:
+        """The handler for a freshly imported app (None: the static files)."""
         if args.wsgi is not None:
             from .wsgi import WSGIHandler
 
-            handler = WSGIHandler(
-                app,  # type: ignore[arg-type]
+            return WSGIHandler(
+                app,
                 multiprocess=workers is not None and workers > 1,
                 url_scheme="https" if args.certfile else "http",
             )
-            what = f"{args.wsgi} (WSGI)"
-        else:
-            handler = app
-            what = args.app
-    else:
+        if args.app is not None:
+            handler: Handler = app
+            return handler
         from .static import StaticFiles
 
-        root = args.root if args.root is not None else "."
-        if not os.path.isdir(root):
-            parser.error(f"--root {root!r} is not a directory")
-        static = StaticFiles(root, dotfiles=args.dotfiles)
-        handler = static
-        what = static.root
+        return StaticFiles(root, dotfiles=args.dotfiles)
+
+    source = AppSource(args.app or args.wsgi, build)
+    try:
+        handler = source.load()
+    except AppLoadError as exc:
+        parser.error(str(exc))
+    if args.wsgi is not None:
+        what = f"{args.wsgi} (WSGI)"
+    elif args.app is not None:
+        what = args.app
+    else:
+        what = str(getattr(handler, "root", root))
 
     ssl_context = None
     if args.certfile:
-        ssl_context = _load_tls(parser, args.certfile, args.keyfile)
-    _check_access_log(parser, args.access_log)
+        ssl_context = load_tls(parser, args.certfile, args.keyfile)
+    check_access_log(parser, args.access_log)
+    pid_file = PidFile(args.pid) if args.pid else None
+    if pid_file is not None:
+        try:
+            pid_file.write()
+        except OSError as exc:
+            parser.error(f"--pid {args.pid!r}: cannot write it: {exc.strerror or exc}")
 
     new_loop = _loop_factory(parser, args.loop)
-    _setup_logging(args.log_level, args.access_log, args.access_log_format)
+    setup_logging(args.log_level, args.access_log, args.access_log_format)
 
-    sockets: list[socket.socket] = []
+    sockets: list[socket.socket] = list(inherited)
     try:
         for bind in binds:
             try:
                 sockets.append(bind_socket(bind, config.backlog))
+                if bind.path is not None and args.uds_mode is not None:
+                    os.chmod(bind.path, args.uds_mode)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
                     reason = "address already in use"
@@ -511,23 +452,25 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             f"({args.loop} loop, {count}; Ctrl-C to stop)"
         )
 
-        def run_here(parent_pid: int | None, ready: Callable[[Server, list[str]], object]) -> Any:
+        def run_here(parent_pid: int | None, link: Any) -> Any:
+            """Serve in this process: the single one (``link`` None) or a worker."""
+            served = source.handler
+            assert served is not None
+            if link is not None and args.max_requests:
+                limit = args.max_requests + random.randint(0, args.max_requests_jitter)
+                served = count_requests(served, limit, lambda: _retire(link, limit))
             return serve(
-                handler,
+                served,
                 config=config,
                 sockets=sockets,
                 ssl_context=ssl_context,
                 loop=new_loop(),
                 parent_pid=parent_pid,
-                ready=ready,
+                ready=lambda server, _urls: _started(server, link, args.worker_timeout, banner),
             )
 
         if workers is None:
-
-            def announce(_server: Server, _urls: list[str]) -> None:
-                print(banner, flush=True)
-
-            report = run_here(None, announce)
+            report = run_here(None, None)
             if report is not None:
                 print(
                     f"reactor: stopped ({report.drained} connection(s) drained, "
@@ -538,10 +481,18 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                 print("reactor: stopped", flush=True)
             return 0
 
+        from .accesslog import reopen_log_files
         from .workers import Supervisor
 
         grace = args.graceful_timeout or config.shutdown_grace
-        supervisor = Supervisor(workers, run_here, graceful_timeout=grace)
+        supervisor = Supervisor(
+            workers,
+            run_here,
+            graceful_timeout=grace,
+            worker_timeout=args.worker_timeout,
+            reload=source.reload,
+            reopen_logs=reopen_log_files,
+        )
         status = supervisor.run(lambda: print(banner, flush=True))
         print(f"reactor: stopped ({supervisor.summary()})", flush=True)
         return status
@@ -549,12 +500,60 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         for sock in sockets:
             sock.close()
         if workers is None or os.getpid() == _MAIN_PID:
+            if pid_file is not None:
+                pid_file.remove()
             for bind in binds:
                 if bind.path is not None:
                     try:
                         os.unlink(bind.path)
                     except OSError:
                         pass
+
+
+def _inherited_sockets(parser: argparse.ArgumentParser, fds: list[int]) -> list[socket.socket]:
+    """The sockets of --fd N and of systemd socket activation (LISTEN_FDS)."""
+    from .listeners import NotAListener, adopt_fd, systemd_sockets
+
+    try:
+        sockets = systemd_sockets(os.environ)
+    except NotAListener as exc:
+        parser.error(f"LISTEN_FDS (systemd socket activation): {exc}")
+    for fd in fds:
+        try:
+            sockets.append(adopt_fd(fd))
+        except NotAListener as exc:
+            parser.error(f"--fd {fd}: {exc}")
+    return sockets
+
+
+def _started(server: Server, link: Any, worker_timeout: float | None, banner: str) -> None:
+    """A process serves: the single one prints the banner; a worker tells its supervisor,
+    and with --worker-timeout its loop sends a heartbeat from a timer (a blocked loop sends
+    none, and the supervisor replaces the worker)."""
+    if link is None:
+        print(banner, flush=True)
+        return
+    link()
+    if worker_timeout is None:
+        return
+    loop = server.loop
+    interval = min(1.0, worker_timeout / 4)
+
+    def beat() -> None:
+        link.heartbeat()
+        loop.call_later(interval, beat)
+
+    beat()
+
+
+def _retire(link: Any, limit: int) -> None:
+    """--max-requests reached: tell the supervisor (it starts a replacement now), then stop
+    the way SIGTERM does (the requests in flight finish)."""
+    logging.getLogger("reactor.workers").info(
+        "worker %d served %d requests (--max-requests); retiring", os.getpid(), limit
+    )
+    link.retire()
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 _MAIN_PID = os.getpid()

@@ -4,7 +4,9 @@ Owns creating the loop and the server for a process, listening (or adopting list
 made by the caller: the CLI binds before it forks workers), installing the signal handlers
 (before anyone is told the address, so a signal that follows the announcement is always
 graceful), the graceful shutdown on SIGINT/SIGTERM, the immediate close on SIGQUIT or a second
-signal, a worker's watch on its supervisor, and the log lines and report that say what was
+signal, SIGUSR1 (reopen log files) and SIGHUP (refused, with a log line: a single process
+cannot re-import its app in place; the supervisor's HUP does), a worker's watch on its
+supervisor, and the log lines and report that say what was
 drained. It also owns ``parse_bind`` and ``bind_socket``, which turn a ``--bind`` address into
 a listening socket. It prints nothing (the CLI does) and never calls ``sys.exit``.
 Tests: tests/integration/test_cli.py, test_workers.py (through ``reactor serve``).
@@ -20,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .accesslog import reopen_log_files
 from .config import ServerConfig
 from .loop.selector import SelectorLoop
 from .loop.stall import StallWatch
@@ -149,6 +152,10 @@ def serve(
         # action of SIGTERM (which would kill the process with status -15).
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
             loop.add_signal_handler(sig, shutdown.on_signal, sig)
+        # USR1 and HUP would kill the process by default: USR1 reopens the log files (after
+        # logrotate moved them); HUP is a supervisor's (it replaces its workers).
+        loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
+        loop.add_signal_handler(signal.SIGHUP, _refuse_hup, parent_pid is not None)
         if parent_pid is not None:
             shutdown.watch_parent(parent_pid)
         for url in urls:
@@ -164,6 +171,21 @@ def serve(
             watch.stop()
         server.close()
         loop.close()
+
+
+def _reopen_logs() -> None:
+    count = reopen_log_files()
+    log.info("SIGUSR1: reopened %d log file(s)", count)
+
+
+def _refuse_hup(worker: bool) -> None:
+    if worker:
+        log.debug("SIGHUP: reloading is the supervisor's; ignored")
+        return
+    log.warning(
+        "SIGHUP: a single process cannot reload its application in place; ignored (run with "
+        "--workers N, where SIGHUP starts new workers with the new code, or restart it)"
+    )
 
 
 def format_url(host: str, port: int, scheme: str = "http") -> str:

@@ -1,6 +1,6 @@
 """``reactor serve --workers N`` as a subprocess: N distinct worker PIDs answer, a killed
-worker is replaced, SIGTERM drains in-flight requests, SIGHUP replaces every worker while a
-steady client sees no failed request. Every subprocess is killed in a ``finally``."""
+worker is replaced, SIGTERM drains in-flight requests (SIGINT too; a second one or SIGQUIT
+stops at once), SIGHUP replaces every worker while a steady client sees no failed request. Every subprocess is killed in a ``finally``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import socket
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.integration.test_cli import reactor_serve
 
@@ -120,7 +122,8 @@ def test_term_drains_in_flight_requests(tmp_path: Path) -> None:
         assert "1 connection(s) drained, 0 closed unfinished" in served.stderr()
 
 
-def test_int_stops_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signals", [["SIGQUIT"], ["SIGINT", "SIGINT"]])
+def test_quit_or_a_second_int_stops_at_once(tmp_path: Path, signals: list[str]) -> None:
     (tmp_path / "upload.py").write_text(
         "from reactor import streaming\n"
         "@streaming\n"
@@ -132,8 +135,12 @@ def test_int_stops_at_once(tmp_path: Path) -> None:
         try:
             sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nab")
             time.sleep(0.2)
+            if len(signals) > 1:  # INT is graceful, as TERM: it waits for our request
+                served.proc.send_signal(signal.SIGINT)
+                time.sleep(0.3)
+                assert served.proc.poll() is None
             started = time.monotonic()
-            status, _ = served.stop(signal.SIGINT)
+            status, _ = served.stop(getattr(signal, signals[-1]))
             assert status == 0
             assert time.monotonic() - started < 2
             assert sock.recv(65536) == b""  # closed, unfinished

@@ -1,0 +1,106 @@
+"""``reactor serve``'s checks at start-up: one line naming the thing and what to do.
+
+Owns the checks that turn a footgun into a usage error (exit status 2) before anything
+listens: a path flag whose value looks like an application (``--access-log flaskapp:app``
+took the APP after it), an access log that cannot be opened, certificate and key files that
+are missing, unreadable, of the wrong kind, encrypted or not matching (each named). Used by
+reactor/cli.py. Tests: tests/integration/test_serve_footguns.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from typing import Any
+
+from .apploader import one_line
+
+__all__ = ["check_access_log", "check_path_flags", "load_tls"]
+
+
+_APP_LIKE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(.*\))?")
+
+
+def check_path_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A flag that takes a path but got ``module:attr`` took the APP that followed it."""
+    for flag, dest in _PATH_FLAGS:
+        value = getattr(args, dest, None)
+        if not isinstance(value, str) or not _APP_LIKE.fullmatch(value):
+            continue
+        if os.path.exists(value):
+            continue
+        hint = " (or --access-log=- for stdout)" if flag == "--access-log" else ""
+        parser.error(
+            f"{flag} {value!r} looks like an application (module:callable), not a file: "
+            f"give APP before {flag}{hint}"
+        )
+
+
+#: Flags whose value is a path, checked by check_path_flags.
+_PATH_FLAGS = [
+    ("--access-log", "access_log"),
+    ("--root", "root"),
+    ("--certfile", "certfile"),
+    ("--keyfile", "keyfile"),
+    ("--pid", "pid"),
+]
+
+
+def check_access_log(parser: argparse.ArgumentParser, path: str | None) -> None:
+    """The access log file can be opened for appending (now, not at the first request)."""
+    if path is None or path == "-":
+        return
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        parser.error(
+            f"--access-log {path!r}: cannot open it for appending: {exc.strerror or exc} "
+            "(give a writable file, or - for stdout)"
+        )
+
+
+def load_tls(parser: argparse.ArgumentParser, certfile: str, keyfile: str | None) -> Any:
+    """The SSLContext for --certfile/--keyfile, or a usage error naming the file at fault."""
+    import ssl
+
+    from .tls import make_context
+
+    for flag, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as file:
+                text = file.read(1 << 20)
+        except OSError as exc:
+            parser.error(f"{flag} {path!r}: cannot read it: {exc.strerror or exc}")
+        if flag == "--certfile" and b"-----BEGIN CERTIFICATE-----" not in text:
+            parser.error(f"--certfile {path!r} holds no PEM certificate (BEGIN CERTIFICATE)")
+        has_key = b"PRIVATE KEY-----" in text
+        if flag == "--keyfile" and not has_key:
+            parser.error(f"--keyfile {path!r} holds no PEM private key (BEGIN PRIVATE KEY)")
+        if flag == "--certfile" and keyfile is None and not has_key:
+            parser.error(
+                f"--certfile {path!r} holds no private key: give its key with --keyfile FILE"
+            )
+
+    def no_password() -> str:
+        raise ValueError("encrypted")
+
+    try:
+        return make_context(certfile, keyfile, no_password)  # type: ignore[arg-type]
+    except ValueError:
+        parser.error(
+            f"the private key in {keyfile or certfile!r} is encrypted: give an unencrypted "
+            "key (openssl pkey -in KEY -out KEY.plain)"
+        )
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or exc.reason == "KEY_VALUES_MISMATCH":
+            parser.error(
+                f"the private key in {keyfile or certfile!r} does not match the certificate "
+                f"in {certfile!r}"
+            )
+        parser.error(f"cannot load --certfile {certfile!r}: {one_line(exc)}")
+    except OSError as exc:
+        parser.error(f"cannot load --certfile/--keyfile: {one_line(exc)}")
