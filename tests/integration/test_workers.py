@@ -1,6 +1,7 @@
 """``reactor serve --workers N`` as a subprocess: N distinct worker PIDs answer, a killed
 worker is replaced, SIGTERM drains in-flight requests (SIGINT too; a second one or SIGQUIT
-stops at once), SIGHUP replaces every worker while a steady client sees no failed request. Every subprocess is killed in a ``finally``."""
+stops at once), SIGHUP replaces every worker while a steady client sees no failed request.
+Every subprocess is killed in a ``finally``."""
 
 from __future__ import annotations
 
