@@ -156,6 +156,10 @@ def serve(
         # logrotate moved them); HUP is a supervisor's (it replaces its workers).
         loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
         loop.add_signal_handler(signal.SIGHUP, _refuse_hup, parent_pid is not None)
+        # TTIN/TTOU add and remove workers in a supervisor; their default action would
+        # suspend this process.
+        for sig in (signal.SIGTTIN, signal.SIGTTOU):
+            loop.add_signal_handler(sig, _ignore, sig, parent_pid is not None)
         if parent_pid is not None:
             shutdown.watch_parent(parent_pid)
         for url in urls:
@@ -186,6 +190,14 @@ def _refuse_hup(worker: bool) -> None:
         "SIGHUP: a single process cannot reload its application in place; ignored (run with "
         "--workers N, where SIGHUP starts new workers with the new code, or restart it)"
     )
+
+
+def _ignore(signum: int, worker: bool) -> None:
+    name = signal.Signals(signum).name
+    if worker:
+        log.debug("%s is the supervisor's; ignored", name)
+    else:
+        log.info("%s: adding or removing workers needs --workers N; ignored", name)
 
 
 def format_url(host: str, port: int, scheme: str = "http") -> str:

@@ -157,6 +157,8 @@ def test_single_process_answers_usr1_and_hup(tmp_path: Path) -> None:
         wait_for(lambda: "SIGUSR1: reopened 1 log file(s)" in served.stderr())
         served.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "SIGHUP: a single process cannot reload" in served.stderr())
+        served.proc.send_signal(signal.SIGTTIN)  # its default action would suspend us
+        wait_for(lambda: "SIGTTIN: adding or removing workers needs --workers" in served.stderr())
         assert answer(served.port) == (b"v1", served.proc.pid)
         wait_for(lambda: log.exists() and "GET / HTTP/1.1" in log.read_text())
         assert served.stop()[0] == 0
