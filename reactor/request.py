@@ -135,6 +135,7 @@ class Request(RequestHead):
         "_disconnect_callbacks",
         "_disconnected",
         "_remote_addr",
+        "_scheme",
     )
 
     # Annotated here for readers and the type checker; set by attach().
@@ -189,6 +190,27 @@ class Request(RequestHead):
             if channel is not None:
                 addr = self._remote_addr = channel.remote_addr
         return addr
+
+    @property
+    def scheme(self) -> str | None:
+        """The scheme the client used as a trusted proxy reported it ("https", "http"), or
+        None when no proxy said (then it is this connection's: https under TLS, else http).
+        Not set by attach(): a request no proxy speaks for pays nothing for it."""
+        try:
+            return self._scheme
+        except AttributeError:
+            return None
+
+    def set_client(self, addr: Any, scheme: str | None, host: str | None) -> None:
+        """What a trusted proxy said of the client (reactor.proxy.ProxyHeaders calls it):
+        its address (``remote_addr``; None keeps the peer's), the scheme it used (None: the
+        connection's) and the host it asked for (None: the Host header's)."""
+        if addr is not None:
+            self._remote_addr = addr
+        if scheme is not None:
+            self._scheme = scheme
+        if host is not None:
+            self.host = host
 
     @property
     def local_addr(self) -> Any:
