@@ -60,6 +60,12 @@ class ServerConfig:
     #: ``reactor.run.serve`` (``reactor serve``). 0: no watch. asyncio's debug mode warns
     #: after 0.1 s per callback; 0.5 s keeps the warning for stalls a user would notice.
     stall_warning: float = 0.5
+    #: Expect HAProxy's PROXY protocol header (v1 or v2) first on every connection: the
+    #: client's address is the one it names; a connection without a valid one gets 400.
+    proxy_protocol: bool = False
+    #: Seconds a new connection gets to send its PROXY header (the same as the request head's
+    #: read_header_timeout: nginx reads the header under its client_header_timeout).
+    proxy_protocol_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -69,6 +75,7 @@ class ServerConfig:
             "write_timeout",
             "shutdown_grace",
             "accept_backoff",
+            "proxy_protocol_timeout",
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:

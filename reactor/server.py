@@ -239,21 +239,50 @@ class Server:
             if tcp:
                 # Responses are written whole; Nagle would only delay the last segment.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._ssl_context is not None:
-                from .tls import TLSHandshake
-
-                handshake = TLSHandshake(
-                    self._loop,
-                    self._ssl_context,
-                    sock,
-                    addr,
-                    on_done=self._handshake_done,
-                    on_end=self._handshake_ended,
-                )
-                self._handshakes.add(handshake)
-                handshake.start()
+            if cfg.proxy_protocol:
+                self._read_proxy_header(sock, addr)
                 continue
-            self._start_connection(sock, addr)
+            self._accepted(sock, addr)
+
+    def _read_proxy_header(self, sock: socket.socket, addr: Any) -> None:
+        """``ServerConfig.proxy_protocol``: the PROXY header is read (reactor.proxy) before
+        the connection starts; the reader counts and is closed like a TLS handshake."""
+        from .proxy import ProxyHeaderReader
+
+        reader = ProxyHeaderReader(
+            self._loop,
+            sock,
+            addr,
+            timeout=self.config.proxy_protocol_timeout,
+            on_done=self._proxy_header_done,
+            on_end=self._handshake_ended,
+        )
+        self._handshakes.add(reader)
+        reader.start()
+
+    def _proxy_header_done(self, sock: socket.socket, addr: Any) -> None:
+        if self._shutting_down:
+            sock.close()
+            return
+        self._accepted(sock, addr)
+
+    def _accepted(self, sock: socket.socket, addr: Any) -> None:
+        """Start the TLS handshake, or the connection."""
+        if self._ssl_context is not None:
+            from .tls import TLSHandshake
+
+            handshake = TLSHandshake(
+                self._loop,
+                self._ssl_context,
+                sock,
+                addr,
+                on_done=self._handshake_done,
+                on_end=self._handshake_ended,
+            )
+            self._handshakes.add(handshake)
+            handshake.start()
+            return
+        self._start_connection(sock, addr)
 
     def _start_connection(self, sock: socket.socket, addr: Any) -> None:
         conn = Connection(self, sock)
