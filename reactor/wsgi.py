@@ -234,16 +234,17 @@ class WSGIHandler:
                 env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
             else:
                 env[key] = value
-        if r.target[:1] != "/" and r.host:
+        if r.host and env.get("HTTP_HOST") != r.host:
             # An absolute-form target's authority overrides the Host header (RFC 9112
-            # section 3.2.2); for other targets the Host header is the host.
+            # section 3.2.2), and so does the host a trusted proxy forwarded (reactor.proxy);
+            # otherwise the Host header is the host.
             env["HTTP_HOST"] = r.host
         if body and "CONTENT_LENGTH" not in env:
             env["CONTENT_LENGTH"] = str(len(body))  # a chunked body, now whole
         env.update(
             {
                 "wsgi.version": (1, 0),
-                "wsgi.url_scheme": self.url_scheme,
+                "wsgi.url_scheme": r.scheme or self.url_scheme,  # r.scheme: a proxy's word
                 "wsgi.input": io.BytesIO(body),
                 "wsgi.input_terminated": True,
                 "wsgi.errors": self.errors if self.errors is not None else sys.stderr,
