@@ -387,22 +387,38 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     if args.app is None and args.wsgi is None and not os.path.isdir(root):
         parser.error(f"--root {root!r} is not a directory")
 
+    if args.root_path is not None and args.wsgi is None:
+        parser.error("--root-path sets the SCRIPT_NAME of a --wsgi app")
+    if args.proxy_protocol and args.certfile:
+        parser.error(
+            "--proxy-protocol with --certfile is not supported: let the proxy terminate TLS"
+        )
+    trusted = _trusted_proxies(parser, args.forwarded_allow_ips)
+
     def build(app: Any) -> Handler:
         """The handler for a freshly imported app (None: the static files)."""
+        handler: Handler
         if args.wsgi is not None:
             from .wsgi import WSGIHandler
 
-            return WSGIHandler(
+            handler = WSGIHandler(
                 app,
+                script_name=args.root_path or "",
                 multiprocess=workers is not None and workers > 1,
                 url_scheme="https" if args.certfile else "http",
             )
-        if args.app is not None:
-            handler: Handler = app
-            return handler
-        from .static import StaticFiles
+        elif args.app is not None:
+            handler = app
+        else:
+            from .static import StaticFiles
 
-        return StaticFiles(root, dotfiles=args.dotfiles)
+            handler = StaticFiles(root, dotfiles=args.dotfiles)
+        if trusted:
+            from .proxy import ProxyHeaders
+
+            # The proxy's word, before the handler and the access log see the request.
+            handler = ProxyHeaders(handler, trusted)
+        return handler
 
     source = AppSource(args.app or args.wsgi, build)
     try:
@@ -414,7 +430,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     elif args.app is not None:
         what = args.app
     else:
-        what = str(getattr(handler, "root", root))
+        what = os.path.realpath(root)  # as StaticFiles resolves it
 
     ssl_context = None
     if args.certfile:
@@ -524,6 +540,23 @@ def _inherited_sockets(parser: argparse.ArgumentParser, fds: list[int]) -> list[
         except NotAListener as exc:
             parser.error(f"--fd {fd}: {exc}")
     return sockets
+
+
+def _trusted_proxies(parser: argparse.ArgumentParser, spec: str | None) -> Any:
+    """--forwarded-allow-ips, else FORWARDED_ALLOW_IPS (as gunicorn and uvicorn read it),
+    else 127.0.0.1 (a proxy on this machine)."""
+    from .proxy import TrustedProxies
+
+    flag = "--forwarded-allow-ips"
+    if spec is None:
+        spec = os.environ.get("FORWARDED_ALLOW_IPS")
+        flag = "FORWARDED_ALLOW_IPS"
+    if spec is None:
+        spec = "127.0.0.1"
+    try:
+        return TrustedProxies(spec)
+    except ValueError as exc:
+        parser.error(f"{flag} {spec!r}: {exc}")
 
 
 def _started(server: Server, link: Any, worker_timeout: float | None, banner: str) -> None:

@@ -125,6 +125,12 @@ _TIMEOUT_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
         "warn, naming the code, when the loop runs no callback for this many seconds "
         "(a handler that blocks every connection); 0: off",
     ),
+    (
+        "--proxy-protocol-timeout",
+        "proxy_protocol_timeout",
+        parse_seconds,
+        "seconds a connection gets to send its PROXY header (with --proxy-protocol)",
+    ),
 ]
 _LIMIT_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     (
@@ -222,6 +228,31 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                 metavar=_METAVARS.get(parse, "N"),
                 help=f"{text} (default: {_default(dest)})",
             )
+    group = parser.add_argument_group(
+        "behind a proxy",
+        "Who the client is when a proxy (nginx, HAProxy, a load balancer) connects for it.",
+    )
+    group.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        default=None,
+        help="peers whose X-Forwarded-For/-Proto/-Host and Forwarded headers are believed: "
+        "addresses and CIDR ranges separated by commas, '*' for any, 'unix' for Unix-socket "
+        "peers, '' for none (default: $FORWARDED_ALLOW_IPS, else 127.0.0.1)",
+    )
+    group.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        help="every connection starts with HAProxy's PROXY protocol header (v1 or v2), "
+        "which names the client; a connection without a valid one gets 400",
+    )
+    group.add_argument(
+        "--root-path",
+        metavar="PATH",
+        default=None,
+        help="with --wsgi: the prefix the app is mounted under (SCRIPT_NAME), like /app; "
+        "the proxy passes the full path, and paths outside the prefix get 404",
+    )
     group = parser.add_argument_group("responses and logging")
     group.add_argument(
         "--server-header",
@@ -274,6 +305,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         changes["server_header"] = args.server_header
     if args.access_log is not None:
         changes["access_log"] = True
+    if args.proxy_protocol:
+        changes["proxy_protocol"] = True
     if args.graceful_timeout is not None and args.shutdown_grace is None:
         changes["shutdown_grace"] = args.graceful_timeout
     if limits_changes:
