@@ -422,7 +422,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
     source = AppSource(args.app or args.wsgi, build)
     try:
-        handler = source.load()
+        source.load()
     except AppLoadError as exc:
         parser.error(str(exc))
     if args.wsgi is not None:
