@@ -490,7 +490,16 @@ class ProxyHeaderReader:
         sock = self._sock
         if sock is not None:
             try:
+                # Closing a socket with unread input makes Linux send RST, which can destroy
+                # the 400 before the client reads it: what arrived is read (and dropped) first.
+                for _ in range(16):
+                    if not sock.recv(65536):
+                        break
+            except OSError:  # BlockingIOError: all read
+                pass
+            try:
                 sock.send(_BAD_REQUEST)  # best effort: a fresh socket's buffer takes it
+                sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
         self.cancel()
