@@ -260,3 +260,43 @@ backend reactor
         assert response.endswith(b"bad PROXY protocol header")
         assert "bad PROXY header from" in served.stderr()
         assert served.stop()[0] == 0
+
+
+def test_proxy_protocol_v1_timeout_and_split_header(tmp_path: Path) -> None:
+    """Without HAProxy: a v1 header sent in the same segment as the request, a v2 header
+    sent a byte at a time, and a client that sends nothing within the timeout."""
+    (tmp_path / "app.py").write_text(NATIVE_APP)
+    args = ["app:app", "--proxy-protocol", "--proxy-protocol-timeout", "0.5"]
+    with reactor_serve(*args, cwd=tmp_path) as served:
+        request = b"GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+            sock.sendall(b"PROXY TCP4 198.51.100.9 10.0.0.1 4711 80\r\n" + request)
+            assert body_of(read_all(sock)) == b"198.51.100.9 None site.test"
+        header = (
+            b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c"
+            + socket.inet_aton("198.51.100.10")
+            + socket.inet_aton("10.0.0.1")
+            + (4711).to_bytes(2, "big")
+            + (80).to_bytes(2, "big")
+        )
+        with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+            for i in range(len(header)):
+                sock.sendall(header[i : i + 1])
+                time.sleep(0.002)
+            sock.sendall(request)
+            assert body_of(read_all(sock)) == b"198.51.100.10 None site.test"
+        with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+            started = time.monotonic()
+            response = read_all(sock)
+            waited = time.monotonic() - started
+        assert response.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert 0.4 < waited < 3
+        assert "timed out" in served.stderr()
+        assert served.stop()[0] == 0
+
+
+def read_all(sock: socket.socket) -> bytes:
+    out = b""
+    while data := sock.recv(65536):
+        out += data
+    return out
