@@ -454,11 +454,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                 if bind.path is not None and args.uds_mode is not None:
                     os.chmod(bind.path, args.uds_mode)
             except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    reason = "address already in use"
-                else:
-                    reason = exc.strerror or one_line(exc)
-                print(f"reactor: cannot listen on {bind}: {reason}", file=sys.stderr, flush=True)
+                print(listen_error(bind, exc), file=sys.stderr, flush=True)
                 return 1
         scheme = "https" if ssl_context is not None else "http"
         urls = [socket_url(sock, scheme) for sock in sockets]
@@ -524,6 +520,23 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                         os.unlink(bind.path)
                     except OSError:
                         pass
+
+
+def listen_error(bind: Bind, exc: OSError) -> str:
+    """The one line for an address that cannot be listened on: what and what to do."""
+    if exc.errno == errno.EADDRINUSE:
+        reason = "address already in use"
+    elif exc.errno == errno.EACCES and bind.path is None and 0 < bind.port < 1024:
+        reason = (
+            f"port {bind.port} is privileged: run as root, give the interpreter "
+            "CAP_NET_BIND_SERVICE, let systemd pass the socket (LISTEN_FDS), or listen on a "
+            "port >= 1024 behind a proxy"
+        )
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        reason = f"{bind.host} is not an address of this machine"
+    else:
+        reason = exc.strerror or one_line(exc)
+    return f"reactor: cannot listen on {bind}: {reason}"
 
 
 def _inherited_sockets(parser: argparse.ArgumentParser, fds: list[int]) -> list[socket.socket]:

@@ -189,3 +189,23 @@ def test_log_lines_appear_once(tmp_path: Path) -> None:
     assert err.count("line-from-the-app") == 1, err
     assert err.count("UserWarning: warning-from-the-app") == 1, err
     assert err.count("listening on") == 1, err
+
+
+# -- listening -----------------------------------------------------------------------------------
+
+
+def test_listen_errors_say_what_to_do(tmp_path: Path) -> None:
+    import errno
+
+    from reactor.cli import listen_error
+    from reactor.run import Bind
+
+    denied = OSError(errno.EACCES, "Permission denied")
+    line = listen_error(Bind("0.0.0.0", 80), denied)
+    assert line.startswith("reactor: cannot listen on 0.0.0.0:80: port 80 is privileged")
+    assert "CAP_NET_BIND_SERVICE" in line and "LISTEN_FDS" in line
+    assert listen_error(Bind(path="/x.sock"), denied).endswith(": Permission denied")
+    missing = OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+    assert listen_error(Bind("192.0.2.1", 8080), missing) == (
+        "reactor: cannot listen on 192.0.2.1:8080: 192.0.2.1 is not an address of this machine"
+    )
