@@ -32,6 +32,7 @@ from .appsource import AppSource, PidFile, count_requests
 from .clichecks import check_access_log, check_path_flags, load_tls
 from .cliconfig import add_config_flags, config_from_args, parse_count, parse_port, parse_seconds
 from .clilog import AccessFormatter, setup_logging
+from .configfile import ConfigFileError, apply_config_file, flag_sources, key_of, render
 from .run import Bind, bind_socket, parse_bind, serve, socket_url
 from .server import Handler, Server
 
@@ -62,6 +63,10 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         text = " ".join(message.split())
         self.exit(2, f"{self.prog}: error: {text} (see '{self.prog} --help')\n")
+
+    def actions(self) -> list[argparse.Action]:
+        """Every argument, positional ones included, in the order they were added."""
+        return list(self._actions)
 
     def flags(self) -> list[argparse.Action]:
         """The optional arguments, in the order they were added (``--help`` included)."""
@@ -247,6 +252,21 @@ def build_parser(command: str | None = None) -> _Parser:
         default="selectors",
         help="event loop: reactor's own (selectors), asyncio, or uvloop (pip install "
         "'reactor-httpd[uvloop]') (default: selectors)",
+    )
+    conf = serve_parser.add_argument_group("configuration")
+    conf.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="read flags from a TOML file: keys are the flags' long names with _ for - "
+        '(max_requests = 1000, bind = ["127.0.0.1:8000"], app = "mod:app"); the '
+        "command line and REACTOR_* variables win over it",
+    )
+    conf.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective configuration as TOML, with where each value came from "
+        "(flag, environment, file, default), and exit",
     )
     add_config_flags(serve_parser)
     serve_parser.set_defaults(run=_serve_command, command_parser=serve_parser)
@@ -632,15 +652,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``reactor`` command; returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(arguments[0] if arguments else None)
+    sources: dict[str, str] = {}
     if arguments[:1] == ["serve"]:
         serve_parser = parser.subcommands["serve"]
-        arguments[1:1] = args_from_env(serve_parser, arguments[1:], dict(os.environ))
+        from_env = args_from_env(serve_parser, arguments[1:], dict(os.environ))
+        sources = flag_sources(serve_parser.flags(), arguments[1:], from_env)
+        arguments[1:1] = from_env
     args, unknown = parser.parse_known_args(arguments)
     if unknown:
         # argparse reports a subcommand's unknown flag from the top parser, pointing to
         # ``reactor --help``, where the flag is not described: the subcommand reports it.
         where: argparse.ArgumentParser = getattr(args, "command_parser", None) or parser
         where.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if arguments[:1] == ["serve"]:
+        serve_parser = parser.subcommands["serve"]
+        repeatable = {key_of(a) for a in serve_parser.flags() if isinstance(a, _Append)}
+        try:
+            apply_config_file(serve_parser, args, sources, repeatable)
+        except ConfigFileError as exc:
+            serve_parser.error(str(exc))
+        if args.print_config:
+            print(render(args, serve_parser.actions(), sources), end="")
+            return 0
     command: Callable[[argparse.ArgumentParser, argparse.Namespace], int] = args.run
     try:
         return command(args.command_parser, args)

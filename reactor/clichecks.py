@@ -44,6 +44,7 @@ _PATH_FLAGS = [
     ("--certfile", "certfile"),
     ("--keyfile", "keyfile"),
     ("--pid", "pid"),
+    ("--config", "config"),
 ]
 
 
