@@ -11,9 +11,11 @@ Tests: tests/integration/test_cli.py (the access-log tests), test_worker_signals
 from __future__ import annotations
 
 import logging
+import time
+import weakref
 from typing import Any
 
-__all__ = ["log_rejected", "log_request", "reopen_log_files"]
+__all__ = ["log_rejected", "log_request", "reopen_log_files", "request_started", "timed"]
 
 access_log = logging.getLogger("reactor.access")
 
@@ -23,8 +25,10 @@ def _host(addr: Any) -> str:
 
 
 def log_request(when: str, request: Any, status: int, body_bytes: int) -> None:
-    """``request`` is a reactor Request (its address, line and two headers are logged)."""
+    """``request`` is a reactor Request (its address, line and two headers are logged; the
+    request itself, the status and the size ride along for formats that want more)."""
     headers = request.headers
+    started = request_started.pop(request, None) if request_started else None
     access_log.info(
         '%s - - [%s] "%s %s %s" %d %s',
         _host(request.remote_addr),
@@ -34,8 +38,35 @@ def log_request(when: str, request: Any, status: int, body_bytes: int) -> None:
         request.version,
         status,
         body_bytes or "-",
-        extra={"referer": headers.get("referer"), "user_agent": headers.get("user-agent")},
+        extra={
+            "referer": headers.get("referer"),
+            "user_agent": headers.get("user-agent"),
+            "request": request,
+            "status": status,
+            "body_bytes": body_bytes,
+            "when": when,
+            "request_time": None if started is None else time.monotonic() - started,
+        },
     )
+
+
+#: When each request reached its handler, for the formats that log the request time; filled
+#: by ``timed`` only when such a format is in use (weak: a hijacked request is never logged).
+request_started: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def timed(handler: Any) -> Any:
+    """``handler``, noting when each request reaches it (for the request-time atoms)."""
+    started = request_started
+    clock = time.monotonic
+
+    def timed_handler(w: Any, r: Any) -> Any:
+        started[r] = clock()
+        return handler(w, r)
+
+    if getattr(handler, "reactor_streaming", False):
+        timed_handler.reactor_streaming = True  # type: ignore[attr-defined]
+    return timed_handler
 
 
 def log_rejected(when: str, addr: Any, status: int) -> None:
@@ -45,7 +76,16 @@ def log_rejected(when: str, addr: Any, status: int) -> None:
         _host(addr),
         when,
         status,
-        extra={"referer": None, "user_agent": None},
+        extra={
+            "referer": None,
+            "user_agent": None,
+            "request": None,
+            "remote_addr": addr,
+            "status": status,
+            "body_bytes": 0,
+            "when": when,
+            "request_time": None,
+        },
     )
 
 

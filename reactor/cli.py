@@ -17,7 +17,6 @@ test_worker_signals.py, test_listeners.py.
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import os
 import random
@@ -27,11 +26,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .apploader import AppLoadError, load_app, one_line
+from .apploader import AppLoadError, load_app
 from .appsource import AppSource, PidFile, count_requests
 from .clichecks import check_access_log, check_path_flags, load_tls
 from .cliconfig import add_config_flags, config_from_args, parse_count, parse_port, parse_seconds
-from .clilog import AccessFormatter, setup_logging
+from .clilog import (
+    AccessFormatter,
+    check_access_format,
+    load_log_config,
+    setup_logging,
+    uses_request_time,
+)
 from .configfile import ConfigFileError, apply_config_file, flag_sources, key_of, render
 from .run import Bind, bind_socket, parse_bind, serve, socket_url
 from .server import Handler, Server
@@ -414,6 +419,11 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             "--proxy-protocol with --certfile is not supported: let the proxy terminate TLS"
         )
     trusted = _trusted_proxies(parser, args.forwarded_allow_ips)
+    try:
+        check_access_format(args.access_log_format)
+    except ValueError as exc:
+        parser.error(str(exc))
+    timed = args.access_log is not None and uses_request_time(args.access_log_format)
 
     def build(app: Any) -> Handler:
         """The handler for a freshly imported app (None: the static files)."""
@@ -438,6 +448,10 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
             # The proxy's word, before the handler and the access log see the request.
             handler = ProxyHeaders(handler, trusted)
+        if timed:  # the access log shows the request time
+            from .accesslog import timed as timed_handler
+
+            handler = timed_handler(handler)
         return handler
 
     source = AppSource(args.app or args.wsgi, build)
@@ -464,7 +478,16 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             parser.error(f"--pid {args.pid!r}: cannot write it: {exc.strerror or exc}")
 
     new_loop = _loop_factory(parser, args.loop)
-    setup_logging(args.log_level, args.access_log, args.access_log_format)
+    log_config = None
+    if args.log_config is not None:
+        try:
+            log_config = load_log_config(args.log_config)
+        except ValueError as exc:
+            parser.error(str(exc))
+    try:
+        setup_logging(args.log_level, args.access_log, args.access_log_format, log_config)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     sockets: list[socket.socket] = list(inherited)
     try:
@@ -474,6 +497,8 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                 if bind.path is not None and args.uds_mode is not None:
                     os.chmod(bind.path, args.uds_mode)
             except OSError as exc:
+                from .listeners import listen_error
+
                 print(listen_error(bind, exc), file=sys.stderr, flush=True)
                 return 1
         scheme = "https" if ssl_context is not None else "http"
@@ -542,37 +567,13 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                         pass
 
 
-def listen_error(bind: Bind, exc: OSError) -> str:
-    """The one line for an address that cannot be listened on: what and what to do."""
-    if exc.errno == errno.EADDRINUSE:
-        reason = "address already in use"
-    elif exc.errno == errno.EACCES and bind.path is None and 0 < bind.port < 1024:
-        reason = (
-            f"port {bind.port} is privileged: run as root, give the interpreter "
-            "CAP_NET_BIND_SERVICE, let systemd pass the socket (LISTEN_FDS), or listen on a "
-            "port >= 1024 behind a proxy"
-        )
-    elif exc.errno == errno.EADDRNOTAVAIL:
-        reason = f"{bind.host} is not an address of this machine"
-    else:
-        reason = exc.strerror or one_line(exc)
-    return f"reactor: cannot listen on {bind}: {reason}"
-
-
 def _inherited_sockets(parser: argparse.ArgumentParser, fds: list[int]) -> list[socket.socket]:
-    """The sockets of --fd N and of systemd socket activation (LISTEN_FDS)."""
-    from .listeners import NotAListener, adopt_fd, systemd_sockets
+    from .listeners import NotAListener, inherited_sockets
 
     try:
-        sockets = systemd_sockets(os.environ)
+        return inherited_sockets(fds, os.environ)
     except NotAListener as exc:
-        parser.error(f"LISTEN_FDS (systemd socket activation): {exc}")
-    for fd in fds:
-        try:
-            sockets.append(adopt_fd(fd))
-        except NotAListener as exc:
-            parser.error(f"--fd {fd}: {exc}")
-    return sockets
+        parser.error(str(exc))
 
 
 def _trusted_proxies(parser: argparse.ArgumentParser, spec: str | None) -> Any:

@@ -45,6 +45,7 @@ _PATH_FLAGS = [
     ("--keyfile", "keyfile"),
     ("--pid", "pid"),
     ("--config", "config"),
+    ("--log-config", "log_config"),
 ]
 
 

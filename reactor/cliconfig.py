@@ -274,9 +274,21 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--access-log-format",
-        choices=("common", "combined"),
+        metavar="FORMAT",
         default="common",
-        help="Common Log Format, or Combined (adds Referer and User-Agent) (default: common)",
+        help="common (Common Log Format), combined (adds Referer and User-Agent), json (one "
+        "object per line, with the request time in microseconds), or a template of "
+        "gunicorn's atoms: '%%(h)s \"%%(r)s\" %%(s)s %%(b)s %%(D)s %%({x-request-id}i)s' "
+        "(h address, t time, r request line, m method, U path, q query, H protocol, s status, "
+        "b/B bytes, f referer, a user agent, T/M/D/L request time in s/ms/us/decimal s, p pid) "
+        "(default: common)",
+    )
+    group.add_argument(
+        "--log-config",
+        metavar="FILE",
+        default=None,
+        help="a logging.config.dictConfig dictionary in JSON or TOML, applied after reactor's "
+        "own logging setup (what it says of the reactor loggers wins)",
     )
     group.add_argument(
         "--log-level",

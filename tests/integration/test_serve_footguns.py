@@ -197,7 +197,7 @@ def test_log_lines_appear_once(tmp_path: Path) -> None:
 def test_listen_errors_say_what_to_do(tmp_path: Path) -> None:
     import errno
 
-    from reactor.cli import listen_error
+    from reactor.listeners import listen_error
     from reactor.run import Bind
 
     denied = OSError(errno.EACCES, "Permission denied")
