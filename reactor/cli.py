@@ -37,7 +37,14 @@ from .clilog import (
     setup_logging,
     uses_request_time,
 )
-from .configfile import ConfigFileError, apply_config_file, flag_sources, key_of, render
+from .configfile import (
+    ConfigFileError,
+    apply_config_file,
+    args_from_env,
+    flag_sources,
+    key_of,
+    render,
+)
 from .run import Bind, bind_socket, parse_bind, serve, socket_url
 from .server import Handler, Server
 
@@ -103,6 +110,15 @@ def _mode(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _mount(text: str) -> tuple[str, str]:
+    prefix, sep, directory = text.partition("=")
+    if not sep or not prefix.startswith("/") or prefix.rstrip("/") == "" or not directory:
+        raise argparse.ArgumentTypeError(f"not PREFIX=DIR with PREFIX like /assets: {text!r}")
+    if not os.path.isdir(directory):
+        raise argparse.ArgumentTypeError(f"{directory!r} is not a directory (in {text!r})")
+    return prefix.rstrip("/"), directory
+
+
 def _bind(text: str) -> Bind:
     try:
         return parse_bind(text)
@@ -153,6 +169,15 @@ def build_parser(command: str | None = None) -> _Parser:
         metavar="DIR",
         default=None,
         help="directory of static files to serve when no APP is given (default: .)",
+    )
+    what.add_argument(
+        "--static",
+        metavar="PREFIX=DIR",
+        type=_mount,
+        action=_Append,
+        default=None,
+        help="also serve the files under DIR at URL path PREFIX, beside APP or --wsgi "
+        "(--static /assets=./public); repeatable",
     )
     what.add_argument(
         "--dotfiles",
@@ -323,57 +348,6 @@ def _version(package: str) -> str:
         return "(unknown version)"
 
 
-# -- environment variables ----------------------------------------------------------------------
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
-
-
-def env_name(action: argparse.Action) -> str:
-    """``--max-body-size`` -> ``REACTOR_MAX_BODY_SIZE``."""
-    longest = max(action.option_strings, key=len)
-    return "REACTOR_" + longest.lstrip("-").upper().replace("-", "_")
-
-
-def args_from_env(parser: _Parser, argv: Sequence[str], environ: dict[str, str]) -> list[str]:
-    """Flags for the REACTOR_* variables set in ``environ`` whose flag is not in ``argv``
-    (the command line wins). A switch takes 1/true/yes/on or 0/false/no/off; --access-log
-    takes those too (yes: stdout, no: off) or a file name; --bind takes addresses separated by
-    spaces or commas."""
-    given = set()
-    for arg in argv:
-        if arg.startswith("-"):
-            given.add(arg.partition("=")[0])
-    extra: list[str] = []
-    for action in parser.flags():
-        if action.dest == "help":
-            continue
-        name = env_name(action)
-        value = environ.get(name)
-        if value is None or given.intersection(action.option_strings):
-            continue
-        flag = max(action.option_strings, key=len)
-        if action.nargs == 0:  # store_true
-            lowered = value.strip().lower()
-            if lowered in _TRUE:
-                extra.append(flag)
-            elif lowered not in _FALSE:
-                parser.error(f"{name}={value!r}: expected 1/true/yes/on or 0/false/no/off")
-        elif action.nargs == "?" and action.const is not None:  # --access-log [FILE]
-            lowered = value.strip().lower()
-            if lowered in _TRUE:
-                # The value is spelled out: a bare flag inserted before APP would take APP.
-                extra.append(f"{flag}={action.const}")
-            elif lowered not in _FALSE:
-                extra.append(f"{flag}={value}")
-        elif isinstance(action, _Append):
-            for item in value.replace(",", " ").split():
-                extra.append(f"{flag}={item}")
-        else:
-            extra.append(f"{flag}={value}")
-    return extra
-
-
 # -- serve --------------------------------------------------------------------------------------
 
 
@@ -443,6 +417,11 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             from .static import StaticFiles
 
             handler = StaticFiles(root, dotfiles=args.dotfiles)
+        if args.static:
+            from .static import StaticFiles, mount
+
+            mounts = [StaticFiles(d, dotfiles=args.dotfiles, prefix=p) for p, d in args.static]
+            handler = mount(handler, mounts)
         if trusted:
             from .proxy import ProxyHeaders
 
@@ -656,7 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sources: dict[str, str] = {}
     if arguments[:1] == ["serve"]:
         serve_parser = parser.subcommands["serve"]
-        from_env = args_from_env(serve_parser, arguments[1:], dict(os.environ))
+        from_env = args_from_env(
+            serve_parser, arguments[1:], dict(os.environ), lambda a: isinstance(a, _Append)
+        )
         sources = flag_sources(serve_parser.flags(), arguments[1:], from_env)
         arguments[1:1] = from_env
     args, unknown = parser.parse_known_args(arguments)

@@ -1,26 +1,30 @@
-"""``reactor serve --config reactor.toml`` and ``--print-config``.
+"""Where ``reactor serve``'s flags come from besides the command line: REACTOR_* variables,
+``--config reactor.toml``, and ``--print-config``.
 
-Owns reading a TOML file (``tomllib``) into the same flags a command line has, so that a file
-can say nothing a flag cannot and is checked by the same parser: every flag has a key, its
-long name with ``_`` or ``-`` (``max_requests = 1000``, ``bind = ["127.0.0.1:8000",
+Owns ``args_from_env`` (REACTOR_ and the flag's name: REACTOR_MAX_BODY_SIZE) and reading a
+TOML file (``tomllib``) into the same flags a command line has, so that a file can say
+nothing a flag cannot and is checked by the same parser: every flag has a key, its long name
+with ``_`` or ``-`` (``max_requests = 1000``, ``bind = ["127.0.0.1:8000",
 "unix:/run/r.sock"]``, ``access_log = true`` for stdout), and ``app`` is APP. The CLI applies
 the file under the environment and the command line (flags > REACTOR_* > file > defaults).
 Also ``render``, the effective configuration as TOML with where each value came from. It does
 not parse values itself (argparse does, with the flag's own parser).
-Tests: tests/integration/test_config_file.py.
+Tests: tests/integration/test_config_file.py, test_cli.py (the environment variables).
 """
 
 from __future__ import annotations
 
 import argparse
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 __all__ = [
     "ConfigFileError",
     "apply_config_file",
+    "args_from_env",
     "args_from_file",
+    "env_name",
     "flag_sources",
     "key_of",
     "render",
@@ -180,3 +184,60 @@ def apply_config_file(
         if value != getattr(defaults, dest) and getattr(args, dest) == getattr(defaults, dest):
             setattr(args, dest, value)
             sources[key_of(action)] = "file"
+
+
+# -- environment variables ----------------------------------------------------------------------
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def env_name(action: argparse.Action) -> str:
+    """``--max-body-size`` -> ``REACTOR_MAX_BODY_SIZE``."""
+    longest = max(action.option_strings, key=len)
+    return "REACTOR_" + longest.lstrip("-").upper().replace("-", "_")
+
+
+def args_from_env(
+    parser: Any,
+    argv: Sequence[str],
+    environ: dict[str, str],
+    repeatable: Callable[[argparse.Action], bool],
+) -> list[str]:
+    """Flags for the REACTOR_* variables set in ``environ`` whose flag is not in ``argv``
+    (the command line wins); ``parser`` is reactor serve's (``flags()``, ``error()``). A
+    switch takes 1/true/yes/on or 0/false/no/off; --access-log takes those too (yes:
+    stdout, no: off) or a file name; a repeatable flag (--bind) takes values separated by
+    spaces or commas."""
+    given = set()
+    for arg in argv:
+        if arg.startswith("-"):
+            given.add(arg.partition("=")[0])
+    extra: list[str] = []
+    for action in parser.flags():
+        if action.dest == "help":
+            continue
+        name = env_name(action)
+        value = environ.get(name)
+        if value is None or given.intersection(action.option_strings):
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.nargs == 0:  # store_true
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                extra.append(flag)
+            elif lowered not in _FALSE:
+                parser.error(f"{name}={value!r}: expected 1/true/yes/on or 0/false/no/off")
+        elif action.nargs == "?" and action.const is not None:  # --access-log [FILE]
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                # The value is spelled out: a bare flag inserted before APP would take APP.
+                extra.append(f"{flag}={action.const}")
+            elif lowered not in _FALSE:
+                extra.append(f"{flag}={value}")
+        elif repeatable(action):
+            for item in value.replace(",", " ").split():
+                extra.append(f"{flag}={item}")
+        else:
+            extra.append(f"{flag}={value}")
+    return extra

@@ -23,13 +23,17 @@ import os
 import stat
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote_to_bytes
 
 from .errors import BrokenConnectionError, ConnectionClosedError
 from .request import Request
 from .response import ResponseWriter
 
-__all__ = ["StaticFiles"]
+if TYPE_CHECKING:
+    from .server import Handler
+
+__all__ = ["StaticFiles", "mount"]
 
 log = logging.getLogger("reactor.static")
 
@@ -101,7 +105,8 @@ class StaticFiles:
     ``index.html`` if it has one, else by a listing (``listing=False``: 403); ``/dir`` is
     redirected to ``/dir/``. Paths that would leave the root get 403, missing ones 404.
     ``dotfiles``: what a path with a segment starting with "." gets: "ignore" (default: 404,
-    and unlisted), "deny" (403, unlisted) or "allow" (served and listed).
+    and unlisted), "deny" (403, unlisted) or "allow" (served and listed). ``prefix``: the URL
+    path it is mounted under (see ``mount``).
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class StaticFiles:
         index: str = "index.html",
         listing: bool = True,
         dotfiles: str = "ignore",
+        prefix: str = "",
     ) -> None:
         real = os.path.realpath(os.fspath(root))
         if not os.path.isdir(real):
@@ -121,6 +127,9 @@ class StaticFiles:
         self.index = index
         self.listing = listing
         self.dotfiles = dotfiles
+        #: The URL path it is mounted under (``/assets``; "" at the root): request paths are
+        #: taken below it, and redirects and listings put it back.
+        self.prefix = prefix.rstrip("/")
 
     def __repr__(self) -> str:
         return f"StaticFiles({self.root!r})"
@@ -138,7 +147,12 @@ class StaticFiles:
             self.send_error(w, 405, "Method Not Allowed")
             return
         try:
-            target = self.resolve(r.path)
+            below = r.path[len(self.prefix) :]
+            if not below:  # the mount point itself: its directory, with a slash
+                w.headers.set("Location", self.prefix + "/")
+                self.send_error(w, 301, "Moved Permanently")
+                return
+            target = self.resolve(below)
         except Forbidden as exc:
             log.info("refused %r: %s", r.path, exc)
             self.send_error(w, 403, "Forbidden")
@@ -284,7 +298,7 @@ class StaticFiles:
 
     async def serve_directory(self, w: ResponseWriter, r: Request, target: Target) -> None:
         if not target.trailing_slash:
-            location = target.url_path.rstrip("/") + "/"
+            location = self.prefix + target.url_path.rstrip("/") + "/"
             if r.query:
                 location += "?" + r.query
             w.headers.set("Location", location)
@@ -334,7 +348,7 @@ class StaticFiles:
                     is_dir, size = False, -1
                 entries.append((entry.name, is_dir, size))
         entries.sort(key=lambda e: (not e[1], e[0]))
-        title = html.escape(_display(target.url_path.rstrip("/") + "/"))
+        title = html.escape(_display(self.prefix + target.url_path.rstrip("/") + "/"))
         lines = [
             "<!DOCTYPE html>",
             '<html><head><meta charset="utf-8">',
@@ -362,6 +376,25 @@ class StaticFiles:
         w.headers.set("Content-Length", str(len(body)))
         w.write_header(status)
         w.write(body)
+
+
+def mount(handler: Handler, mounts: list[StaticFiles]) -> Handler:
+    """``handler`` with directories beside it (``reactor serve --static /assets=DIR``): a
+    request whose path is a mount's prefix or below it goes to that StaticFiles (the
+    longest prefix wins), any other to ``handler``."""
+    ordered = sorted(mounts, key=lambda m: len(m.prefix), reverse=True)
+    prefixes = [(m.prefix, m.prefix + "/", m) for m in ordered]
+
+    def mounted(w: ResponseWriter, r: Request) -> Any:
+        path = r.path
+        for prefix, below, static in prefixes:
+            if path.startswith(below) or path == prefix:
+                return static(w, r)
+        return handler(w, r)
+
+    if getattr(handler, "reactor_streaming", False):
+        mounted.reactor_streaming = True  # type: ignore[attr-defined]
+    return mounted
 
 
 def not_modified(r: Request, etag: str, mtime: int) -> bool:

@@ -209,3 +209,19 @@ def test_listen_errors_say_what_to_do(tmp_path: Path) -> None:
     assert listen_error(Bind("192.0.2.1", 8080), missing) == (
         "reactor: cannot listen on 192.0.2.1:8080: 192.0.2.1 is not an address of this machine"
     )
+
+
+def test_static_mount_beside_an_app(tmp_path: Path) -> None:
+    (tmp_path / "flaskapp.py").write_text(HELLO_APP)
+    public = tmp_path / "public"
+    public.mkdir()
+    (public / "style.css").write_text("body{}")
+    (public / ".env").write_text("SECRET")
+    with reactor_serve("flaskapp:app", "--static", "/assets=public", cwd=tmp_path) as served:
+        css = curl(served.url + "/assets/style.css").stdout
+        assert css.endswith(b"body{}") and b"Content-Type: text/css" in css
+        assert curl(served.url + "/assets/.env").stdout.startswith(b"HTTP/1.1 404")
+        assert curl(served.url + "/other").stdout.endswith(b"hello from app")
+    for bad, reason in (("assets=public", "PREFIX like /assets"), ("/a=nope", "not a directory")):
+        line = one_error_line(run_serve("flaskapp:app", "--static", bad, cwd=tmp_path))
+        assert reason in line

@@ -553,3 +553,26 @@ def test_dotfiles_are_hidden_unless_allowed(dotted: Path, dotfiles: str, status:
 def test_dotfiles_choice_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="dotfiles must be one of"):
         StaticFiles(tmp_path, dotfiles="sometimes")
+
+
+# -- mounted beside an application (reactor serve --static /assets=DIR) ---------------------------
+
+
+def test_mount_beside_an_app(root: Path) -> None:
+    from reactor.static import mount
+
+    def app(w: object, r: object) -> None:
+        w.write(b"app saw " + r.path.encode())  # type: ignore[attr-defined]
+
+    static = StaticFiles(root, prefix="/assets/")
+    docs = StaticFiles(root / "docs", prefix="/assets/docs")
+    with serve_in_thread(mount(app, [static, docs])) as running:
+        assert request(running, "/assets/hello.txt")[2] == b"hello, world\n"
+        assert request(running, "/assets/docs/")[2] == b"<h1>docs</h1>\n"  # longest prefix
+        status, headers, _ = request(running, "/assets/dir")
+        assert (status, headers["location"]) == (301, "/assets/dir/")
+        assert b"Index of /assets/dir/" in request(running, "/assets/dir/")[2]
+        assert request(running, "/assets")[1]["location"] == "/assets/"
+        assert request(running, "/assets/../hello.txt")[0] == 403
+        assert request(running, "/assetsx/hello.txt")[2] == b"app saw /assetsx/hello.txt"
+        assert request(running, "/other")[2] == b"app saw /other"
