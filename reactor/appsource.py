@@ -5,9 +5,11 @@ Owns ``AppSource`` (loads APP with ``reactor.apploader.load_app``, remembers whi
 import added from the application's own tree, and on ``reload()`` drops exactly those from
 ``sys.modules`` and imports again, so a supervisor's SIGHUP picks up changed code while the
 libraries stay loaded; a failed reload puts the old modules back and raises, so the running
-workers keep the old code), ``count_requests`` (a handler wrapper that calls ``on_limit``
-once after N requests: the worker then retires) and ``PidFile``. It must not fork, signal or
-listen: reactor/workers.py and reactor/cli.py do. Tests: tests/integration/test_worker_signals.py.
+workers keep the old code), ``SourceWatcher`` (``--reload``: polls the modification times of
+the application's ``.py`` files), ``count_requests`` (a handler wrapper that calls
+``on_limit`` once after N requests: the worker then retires) and ``PidFile``. It must not
+fork, signal or listen: reactor/workers.py and reactor/cli.py do.
+Tests: tests/integration/test_worker_signals.py, test_reload.py.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from .apploader import load_app
 from .server import Handler
 
-__all__ = ["AppSource", "PidFile", "count_requests"]
+__all__ = ["AppSource", "PidFile", "SourceWatcher", "count_requests"]
 
 
 class AppSource:
@@ -141,3 +143,48 @@ class PidFile:
             os.unlink(self.path)
         except OSError:
             pass
+
+
+#: Directories a source tree walk never enters (a virtualenv, caches, dependencies).
+_SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "build", "dist"})
+
+
+class SourceWatcher:
+    """``--reload``'s eyes: ``changed()`` says which ``.py`` file under ``root`` was added,
+    removed or modified since the last call (None: nothing), by polling modification times
+    (no thread, no inotify: the supervisor calls it about once a second). Directories whose
+    name starts with a dot (``.venv``, ``.git``) and those in _SKIPPED_DIRS are not
+    entered; at most ``max_files`` files are watched (a warning names the limit)."""
+
+    def __init__(self, root: str, max_files: int = 5000) -> None:
+        self.root = os.path.realpath(root)
+        self.max_files = max_files
+        self.truncated = False
+        self.snapshot = self._scan()
+
+    def _scan(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for directory, dirs, files in os.walk(self.root):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS]
+            for name in files:
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    found[path] = os.stat(path).st_mtime_ns
+                except OSError:
+                    continue
+                if len(found) >= self.max_files:
+                    self.truncated = True
+                    return found
+        return found
+
+    def changed(self) -> str | None:
+        now = self._scan()
+        before, self.snapshot = self.snapshot, now
+        if now == before:
+            return None
+        for path in sorted(set(now) | set(before)):
+            if now.get(path) != before.get(path):
+                return os.path.relpath(path, self.root)
+        return None  # pragma: no cover (the dicts differ, so some path does)

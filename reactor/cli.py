@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from .apploader import AppLoadError, load_app
-from .appsource import AppSource, PidFile, count_requests
+from .appsource import AppSource, PidFile, SourceWatcher, count_requests
 from .clichecks import check_access_log, check_path_flags, load_tls
 from .cliconfig import add_config_flags, config_from_args, parse_count, parse_port, parse_seconds
 from .clilog import (
@@ -270,6 +270,13 @@ def build_parser(command: str | None = None) -> _Parser:
         "(a handler blocking it) (default: off)",
     )
     proc.add_argument(
+        "--reload",
+        action="store_true",
+        help="for development: serve from a worker under a supervisor that watches the .py "
+        "files under the current directory and, when one changes, imports the app afresh "
+        "and replaces the worker (a file that does not import keeps the old one)",
+    )
+    proc.add_argument(
         "--pid",
         metavar="FILE",
         default=None,
@@ -360,6 +367,8 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     workers = args.workers
     if workers == 0:
         workers = os.cpu_count() or 1
+    if args.reload and workers is None:
+        workers = 1  # the reloading needs a supervisor
     if workers is None:
         for flag, value in (
             ("--max-requests", args.max_requests),
@@ -528,6 +537,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             worker_timeout=args.worker_timeout,
             reload=source.reload,
             reopen_logs=reopen_log_files,
+            watch=SourceWatcher(os.getcwd()).changed if args.reload else None,
         )
         status = supervisor.run(lambda: print(banner, flush=True))
         print(f"reactor: stopped ({supervisor.summary()})", flush=True)

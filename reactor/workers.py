@@ -10,7 +10,7 @@ HUP calls ``reload`` (the app is imported afresh, in the supervisor, so a broken
 refused while the old workers keep serving) and replaces the workers one by one, starting
 each replacement and waiting until it serves before stopping the worker it replaces; USR1
 calls ``reopen_logs`` and passes USR1 on to every worker; TTIN adds a worker, TTOU retires
-one.
+one. With ``watch`` (``--reload``), a changed source file does what HUP does.
 
 All workers accept from the same listening sockets, so a worker that stops accepting leaves
 the queued connections to the others and a rolling restart drops nothing. (Separate
@@ -129,6 +129,7 @@ class Supervisor:
         worker_timeout: float | None = None,
         reload: Callable[[], object] | None = None,
         reopen_logs: Callable[[], object] | None = None,
+        watch: Callable[[], str | None] | None = None,
     ) -> None:
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
@@ -141,6 +142,9 @@ class Supervisor:
         self.reload = reload
         #: Called on SIGUSR1 (the workers get SIGUSR1 too).
         self.reopen_logs = reopen_logs
+        #: ``--reload``: called about once a second; a reason (a changed file) reloads as
+        #: SIGHUP does.
+        self.watch = watch
         self.workers: dict[int, Worker] = {}
         self.stats = _Stats()
         self._pending: list[int] = []
@@ -154,6 +158,7 @@ class Supervisor:
         self._restart_at = 0.0
         self._announced = False
         self._deaths_to_replace = 0  # workers that died and whose replacement is a restart
+        self._watched_at = 0.0
 
     # -- running ---------------------------------------------------------------------------
 
@@ -214,7 +219,7 @@ class Supervisor:
         s = self.stats
         return (
             f"{s.started} worker(s) started, {s.restarted} restarted after dying, "
-            f"{s.replaced} replaced by SIGHUP, {s.recycled} recycled after --max-requests, "
+            f"{s.replaced} replaced by SIGHUP/--reload, {s.recycled} recycled after --max-requests, "
             f"{s.timed_out} killed for missing heartbeats, {s.killed} killed at the deadline"
         )
 
@@ -249,6 +254,13 @@ class Supervisor:
         if self._stopping:
             return
         self._check_heartbeats()
+        now = time.monotonic()
+        if self.watch is not None and self._announced and now - self._watched_at >= 0.5:
+            self._watched_at = now
+            reason = self.watch() if not self._rolling and self._replacing is None else None
+            if reason is not None:
+                log.info("%s changed: reloading", reason)
+                self._on_hup()
         self._advance_rolling()
         live = len(self.workers) - self._retiring_count()
         if live < self.count and time.monotonic() >= self._restart_at:
