@@ -219,7 +219,8 @@ class Supervisor:
         s = self.stats
         return (
             f"{s.started} worker(s) started, {s.restarted} restarted after dying, "
-            f"{s.replaced} replaced by SIGHUP/--reload, {s.recycled} recycled after --max-requests, "
+            f"{s.replaced} replaced by SIGHUP/--reload, "
+            f"{s.recycled} recycled after --max-requests, "
             f"{s.timed_out} killed for missing heartbeats, {s.killed} killed at the deadline"
         )
 
