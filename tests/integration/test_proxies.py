@@ -9,7 +9,9 @@ address the app sees says who was believed:
 - nginx, running as nobody:nogroup, over a Unix socket in a setgid directory of group
   nogroup: --uds-mode 0o660 lets it connect (and 0o600 gives its 502), ``unix`` trusted;
 - HAProxy sending PROXY protocol v2: the client's address from the header; a connection
-  without one gets 400 and is closed.
+  without one gets 400 and is closed (and, without HAProxy, v1, a split v2 header and the
+  timeout over raw sockets);
+- a WebSocket (the hijacking echo of docs/examples) through nginx's Upgrade pass-through.
 
 nginx and HAProxy come from Debian (.ci/run installs them).
 """
@@ -119,6 +121,13 @@ http {{
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto https;
             proxy_set_header X-Forwarded-Host public.example;
+        }}
+        location /ws {{
+            proxy_pass http://reactor;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_read_timeout 60s;
         }}
     }}
 }}
@@ -300,3 +309,26 @@ def read_all(sock: socket.socket) -> bytes:
     while data := sock.recv(65536):
         out += data
     return out
+
+
+def test_websocket_through_nginx(tmp_path: Path) -> None:
+    """The hijacking WebSocket echo (docs/examples) behind nginx's Upgrade pass-through."""
+    from websockets.sync.client import connect
+
+    from docs.examples import websocket_echo
+    from tests.examples.test_examples import serve_example
+
+    with serve_example(websocket_echo.make_handler) as srv:
+        listen = free_port()
+        prefix = tmp_path / "nginx"
+        prefix.mkdir()
+        conf = nginx_conf(prefix, listen, f"127.0.0.1:{srv.port}", "keepalive 8;")
+        command = [NGINX, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"]
+        with run_proxy(command, listen, prefix / "logs" / "stderr.log"):
+            url = f"ws://127.0.0.1:{listen}/ws"
+            with connect(url, proxy=None, open_timeout=5, max_size=1 << 21) as ws:
+                ws.send("through nginx")
+                assert ws.recv(timeout=5) == "through nginx"
+                big = bytes(range(256)) * 4096  # 1 MiB, in many frames and reads
+                ws.send(big)
+                assert ws.recv(timeout=10) == big
