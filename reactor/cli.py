@@ -458,12 +458,6 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     if args.certfile:
         ssl_context = load_tls(parser, args.certfile, args.keyfile)
     check_access_log(parser, args.access_log)
-    pid_file = PidFile(args.pid) if args.pid else None
-    if pid_file is not None:
-        try:
-            pid_file.write()
-        except OSError as exc:
-            parser.error(f"--pid {args.pid!r}: cannot write it: {exc.strerror or exc}")
 
     new_loop = _loop_factory(parser, args.loop)
     log_config = None
@@ -477,6 +471,13 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     except ValueError as exc:
         parser.error(str(exc))
 
+    # Written last before listening: every usage error above leaves no pid file behind.
+    pid_file = PidFile(args.pid) if args.pid else None
+    if pid_file is not None:
+        try:
+            pid_file.write()
+        except OSError as exc:
+            parser.error(f"--pid {args.pid!r}: cannot write it: {exc.strerror or exc}")
     sockets: list[socket.socket] = list(inherited)
     try:
         for bind in binds:
