@@ -225,3 +225,8 @@ def test_static_mount_beside_an_app(tmp_path: Path) -> None:
     for bad, reason in (("assets=public", "PREFIX like /assets"), ("/a=nope", "not a directory")):
         line = one_error_line(run_serve("flaskapp:app", "--static", bad, cwd=tmp_path))
         assert reason in line
+
+
+def test_unwritable_pid_file_is_one_line(tmp_path: Path) -> None:
+    line = one_error_line(run_serve("--pid", "/nonexistent/dir/r.pid", cwd=tmp_path))
+    assert "--pid '/nonexistent/dir/r.pid': cannot write it: No such file or directory" in line
