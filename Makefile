@@ -39,6 +39,25 @@ LEAKCHECK_REQUESTS ?= 5000
 leakcheck: $(VENV)/.test
 	$(PY) tools/leakcheck.py --requests $(LEAKCHECK_REQUESTS) --summary leakcheck-summary.md
 
+# `make test-matrix`: the tests on every Python the package supports (3.11, 3.12, 3.13), each in
+# its own venv under build/ (the interpreter: pythonX.Y on PATH, else pyenv's); a version whose
+# interpreter is not on this machine is reported and skipped (make test stays on one version).
+MATRIX ?= 3.11 3.12 3.13
+.PHONY: test-matrix
+test-matrix:
+	@status=0; missing=""; \
+	for v in $(MATRIX); do \
+		py=$$(command -v python$$v); \
+		$$py -c '' 2>/dev/null || py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v*/bin/python$$v 2>/dev/null | tail -n 1); \
+		[ -n "$$py" ] && $$py -c '' 2>/dev/null || { missing="$$missing $$v"; continue; }; \
+		venv=build/venv-$$v; echo "== Python $$v ($$py)"; \
+		{ test -x $$venv/bin/python || $$py -m venv $$venv; } && \
+		$$venv/bin/python -m pip install --quiet -e '.[test]' && \
+		$$venv/bin/python -m pytest -q -p no:cacheprovider || status=1; \
+	done; \
+	[ -z "$$missing" ] || echo "test-matrix: no interpreter for Python$$missing (skipped)"; \
+	exit $$status
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
