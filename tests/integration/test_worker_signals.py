@@ -95,9 +95,13 @@ def test_max_requests_recycles_without_losing_an_answer(tmp_path: Path) -> None:
     with reactor_serve(*args, cwd=tmp_path) as served:
         pids = [answer(served.port)[1] for _ in range(14)]  # each must be a 200: get() checks
         assert len(pids) == 14
-        # 4 answers per worker: the 4th request is served, then the worker retires.
-        assert [len(set(pids[i : i + 4])) for i in range(0, 12, 4)] == [1, 1, 1]
-        assert len(set(pids)) == 4
+        # 4 answers per worker: the 4th request is served, then the worker retires (one more
+        # may still reach it if it was accepted before the worker stopped accepting).
+        runs = [
+            (pid, pids.count(pid)) for i, pid in enumerate(pids) if i == 0 or pid != pids[i - 1]
+        ]
+        assert len(runs) == len({pid for pid, _ in runs}) == 4  # none answers after its successor
+        assert all(4 <= count <= 5 for _, count in runs[:3]), runs
         wait_for(lambda: served.stderr().count("retiring after its requests") >= 3)
         status, out = served.stop()
     assert status == 0
@@ -117,7 +121,7 @@ def app(w, r):
 
 def test_hung_worker_is_killed_and_replaced(tmp_path: Path) -> None:
     (tmp_path / "hangapp.py").write_text(HANG_APP)
-    args = ["hangapp:app", "--workers", "1", "--worker-timeout", "0.6"]
+    args = ["hangapp:app", "--workers", "1", "--worker-timeout", "1.5"]
     with reactor_serve(*args, cwd=tmp_path) as served:
         before = int(get(served.port))
         failed: list[BaseException] = []
@@ -131,10 +135,10 @@ def test_hung_worker_is_killed_and_replaced(tmp_path: Path) -> None:
         thread = threading.Thread(target=hang)
         thread.start()
         started = time.monotonic()
-        wait_for(lambda: "sent no heartbeat" in served.stderr(), timeout=5)
+        wait_for(lambda: "sent no heartbeat" in served.stderr(), timeout=8)
         thread.join(10)
         assert failed
-        assert time.monotonic() - started < 5
+        assert 1.5 <= time.monotonic() - started < 8
         wait_for(lambda: served.stderr().count(" serving") >= 2)
         after = int(get(served.port))
         assert after != before
