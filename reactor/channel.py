@@ -116,6 +116,10 @@ class ConnectionHost(Protocol):
     def connection_ended(self, conn: Any) -> None:
         """A connection closed or was hijacked: it leaves the server's table."""
 
+    def body_held(self, conn: Any, held: int) -> None:
+        """A connection waiting for a request body holds ``held`` bytes (0: it no longer
+        waits): the server-wide budget (ServerConfig.max_buffered_bytes)."""
+
     def default_headers(self) -> tuple[bytes, bytes]:
         """The ``Date`` and ``Server`` lines, rebuilt once a second."""
 

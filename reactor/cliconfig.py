@@ -170,6 +170,13 @@ _LIMIT_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
         "bytes read ahead of the request being handled (pipelining)",
     ),
     (
+        "--max-buffered-bytes",
+        "max_buffered_bytes",
+        parse_size,
+        "request-body bytes all connections waiting for a body may hold together; past it "
+        "reading pauses on those holding the most (0: no limit)",
+    ),
+    (
         "--max-connections",
         "max_connections",
         parse_count,

@@ -51,6 +51,13 @@ class ServerConfig:
     #: Body bytes a response buffers before it commits to chunked framing; below it, a handler
     #: that returns gets an exact Content-Length.
     response_buffer: int = 64 * 1024
+    #: Request-body bytes buffered by all connections that wait for a body (buffering
+    #: handlers), together; past it, reading pauses on every waiting connection but the one
+    #: that held the least, which reads until its body is complete, until the total is back
+    #: under it (so the total stays within it plus one body). Each body is capped by
+    #: Limits.max_body_size already; this caps many of them at once (nginx spools bodies to
+    #: disk instead; we hold them in memory). 0: no server-wide limit.
+    max_buffered_bytes: int = 64 * 1024 * 1024
     #: The ``Server`` header (None: not sent).
     server_header: str | None = "reactor"
     #: Log each request in Common Log Format on the "reactor.access" logger.
@@ -87,6 +94,10 @@ class ServerConfig:
         if not isinstance(self.stall_warning, int | float) or not 0 <= self.stall_warning < 1e9:
             raise ValueError(
                 f"ServerConfig.stall_warning must be >= 0 seconds, got {self.stall_warning!r}"
+            )
+        if not isinstance(self.max_buffered_bytes, int) or self.max_buffered_bytes < 0:
+            raise ValueError(
+                f"ServerConfig.max_buffered_bytes must be >= 0, got {self.max_buffered_bytes!r}"
             )
         if not isinstance(self.max_connections, int) or self.max_connections < 0:
             raise ValueError(

@@ -172,6 +172,8 @@ class Connection(ChannelSide, Deadline, Transport):
         server = self._server
         if new is CLOSED or new is HIJACKED:
             server.connection_ended(self)
+        if old is READING_BODY and new is not READING_BODY:  # rejected, timed out, closed
+            server.body_held(self, 0)
         if server.state_hook is not None:
             hook_state = HOOKS.get((old, event))
             if hook_state is not None:
@@ -270,6 +272,8 @@ class Connection(ChannelSide, Deadline, Transport):
             elif state is READING_BODY:
                 if not self._writing:  # pending output keeps its write timeout
                     self._arm(BODY_TIMEOUT, self._server.config.body_timeout)
+                # The server-wide budget of bodies waiting (it may pause this reading).
+                self._server.body_held(self, len(self._reader.buf) - self._reader.pos)
             elif state is LINGERING:
                 self._reader.consume(self._reader.buffered())  # discard
                 return
@@ -329,10 +333,13 @@ class Connection(ChannelSide, Deadline, Transport):
                         writer.write(cont)
                     if not self._writing:  # pending output keeps its write timeout
                         self._arm(BODY_TIMEOUT, self._server.config.body_timeout)
+                    server.body_held(self, len(reader.buf) - reader.pos)
                     break
                 # A request to dispatch: the parser made it a Request, and DISPATCH is applied.
                 # (Here rather than in a method of its own: once per request.)
                 request: Request = event  # type: ignore[assignment]
+                if old is READING_BODY:  # its body is here: no longer waiting for it
+                    server.body_held(self, 0)
                 if eof:  # the last request held (as far as a length tells) says close
                     rest = len(reader.buf) - reader.pos
                     if request.body_framing == BODY_LENGTH:
@@ -729,6 +736,19 @@ class Connection(ChannelSide, Deadline, Transport):
         if request is not None and request.body_complete:
             request.notify_disconnect()
         self.close_transport()
+
+    def pause_body_reading(self) -> None:
+        """The server's budget of buffered bodies is spent and this connection holds more
+        than another: stop reading. Its body timeout stops too: the server, not the client,
+        stops the progress (resume_body_reading re-arms it)."""
+        self.stop_reading()
+        self._cancel_timer()
+
+    def resume_body_reading(self) -> None:
+        if self._proto.state is READING_BODY:
+            self.start_reading()
+            if not self._writing:
+                self._arm(BODY_TIMEOUT, self._server.config.body_timeout)
 
     def close(self) -> None:
         """Close the connection now (used by the server's close and shutdown)."""

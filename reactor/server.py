@@ -126,6 +126,12 @@ class Server:
         self._listeners: list[socket.socket] = []
         self._accepting = False
         self._connections: set[Connection] = set()
+        # The budget of buffered request bodies (ServerConfig.max_buffered_bytes): what each
+        # connection waiting for a body holds, their total, and the ones paused for it.
+        self._body_holders: dict[Connection, int] = {}
+        self._body_paused: set[Connection] = set()
+        self._body_total = 0
+        self._body_turn: Connection | None = None  # the one that reads while over budget
         # TLS handshakes in progress (reactor.tls.TLSHandshake): they hold an fd each, so
         # they count toward max_connections and are closed by shutdown()/close().
         self._handshakes: set[Any] = set()
@@ -314,6 +320,60 @@ class Server:
             self._resume_accepting()
         if self._shutting_down and not self._connections:
             self._finish_shutdown()
+
+    # -- the budget of buffered request bodies ---------------------------------------------
+
+    @property
+    def buffered_body_bytes(self) -> int:
+        """Request-body bytes held by the connections waiting for a body, together."""
+        return self._body_total
+
+    def body_held(self, conn: Connection, held: int) -> None:
+        """``conn`` waits for a request body and holds ``held`` bytes (0: it no longer
+        waits; called by it). Past ``config.max_buffered_bytes`` in all, reading pauses on
+        every waiting connection but one: the one that held the least when the budget ran
+        out keeps its turn until its body is complete (so bodies keep completing, and the
+        total stays within the budget plus one body); when the total is back under the
+        budget, all read again."""
+        holders = self._body_holders
+        old = holders.pop(conn, 0)
+        if held:
+            holders[conn] = held
+        else:
+            self._body_paused.discard(conn)
+            if conn is self._body_turn:
+                self._body_turn = None
+        self._body_total += held - old
+        budget = self.config.max_buffered_bytes
+        if budget and (self._body_total > budget or self._body_paused):
+            self._balance_bodies(budget)
+
+    def _balance_bodies(self, budget: int) -> None:
+        holders = self._body_holders
+        paused = self._body_paused
+        if self._body_total <= budget or not holders:
+            self._body_turn = None
+            for conn in list(paused):
+                paused.discard(conn)
+                conn.resume_body_reading()
+            return
+        least = self._body_turn
+        if least is None:
+            least = self._body_turn = min(holders, key=holders.__getitem__)
+        for conn in holders:
+            if conn is least:
+                if conn in paused:
+                    paused.discard(conn)
+                    conn.resume_body_reading()
+            elif conn not in paused:
+                paused.add(conn)
+                conn.pause_body_reading()
+        log.debug(
+            "buffered request bodies: %d bytes over the budget of %d; %d connection(s) paused",
+            self._body_total - budget,
+            budget,
+            len(paused),
+        )
 
     @property
     def connection_count(self) -> int:
