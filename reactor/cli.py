@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .apploader import AppLoadError, load_app, one_line
+from .apploader import INTERFACES, AppLoadError, load_app, one_line
 from .cliconfig import add_config_flags, config_from_args, parse_count, parse_port, parse_seconds
 from .run import Bind, bind_socket, parse_bind, serve, socket_url
 from .server import Handler, Server
@@ -106,8 +106,23 @@ def build_parser(command: str | None = None) -> _Parser:
         "--wsgi",
         metavar="MODULE:APP",
         default=None,
-        help="serve a WSGI (PEP 3333) application; it runs on the loop and blocks it while "
-        "it computes: use --workers for more cores",
+        help="serve a WSGI (PEP 3333) application (the same as APP --interface wsgi)",
+    )
+    what.add_argument(
+        "--interface",
+        choices=("auto", *INTERFACES),
+        default="auto",
+        help="what APP is: a handler(w, r) (native), a WSGI app(environ, start_response) or "
+        "an ASGI async app(scope, receive, send); auto tells them apart by the call "
+        "signature and says so at start-up (default: auto)",
+    )
+    what.add_argument(
+        "--threads",
+        type=parse_count,
+        default=None,
+        metavar="N",
+        help="worker threads a WSGI app runs on (the loop keeps the sockets); 0 runs it on "
+        "the loop, for apps that never block (default: 4)",
     )
     what.add_argument(
         "--root",
@@ -337,21 +352,13 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             app = load_app(args.app or args.wsgi)
         except AppLoadError as exc:
             parser.error(str(exc))
-        if args.wsgi is not None:
-            from .wsgi import WSGIHandler
-
-            handler = WSGIHandler(
-                app,  # type: ignore[arg-type]
-                multiprocess=workers is not None and workers > 1,
-                url_scheme="https" if args.certfile else "http",
-            )
-            what = f"{args.wsgi} (WSGI)"
-        else:
-            handler = app
-            what = args.app
+        spec = args.app or args.wsgi
+        handler, what = _app_handler(parser, args, app, spec, workers)
     else:
         from .static import StaticFiles
 
+        if args.threads is not None or args.interface != "auto":
+            parser.error("--threads and --interface need an APP to serve")
         root = args.root if args.root is not None else "."
         if not os.path.isdir(root):
             parser.error(f"--root {root!r} is not a directory")
@@ -392,15 +399,22 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         )
 
         def run_here(parent_pid: int | None, ready: Callable[[Server, list[str]], object]) -> Any:
-            return serve(
-                handler,
-                config=config,
-                sockets=sockets,
-                ssl_context=ssl_context,
-                loop=new_loop(),
-                parent_pid=parent_pid,
-                ready=ready,
-            )
+            try:
+                return serve(
+                    handler,
+                    config=config,
+                    sockets=sockets,
+                    ssl_context=ssl_context,
+                    loop=new_loop(),
+                    parent_pid=parent_pid,
+                    ready=ready,
+                )
+            finally:
+                # The WSGI worker threads: the graceful stop waited for their requests
+                # already; what still runs after it is an application that did not return.
+                close = getattr(handler, "close", None)
+                if callable(close):
+                    close(1.0)
 
         if workers is None:
 
@@ -438,6 +452,64 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 
 _MAIN_PID = os.getpid()
+
+
+def _app_handler(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    app: Any,
+    spec: str,
+    workers: int | None,
+) -> tuple[Handler, str]:
+    """The handler serving APP as the interface it speaks (--interface, else detected), and
+    how the start-up line names it. A mismatch is a usage error, not a 500 per request."""
+    from .apploader import detect_interface
+
+    wanted = "wsgi" if args.wsgi is not None else args.interface
+    if args.wsgi is not None and args.interface not in ("auto", "wsgi"):
+        parser.error(f"--wsgi serves a WSGI app; it cannot be --interface {args.interface}")
+    try:
+        detected, why = detect_interface(app)
+    except AppLoadError as exc:
+        if wanted == "auto":
+            parser.error(str(exc))
+        detected, why = wanted, "as told"
+    # A 2-argument callable whose names say nothing may be either native or WSGI: what the
+    # user says wins. Anything else that disagrees with the signature is an error.
+    ambiguous = {wanted, detected} == {"native", "wsgi"} and detected == "native"
+    if wanted != "auto" and wanted != detected and not ambiguous:
+        parser.error(f"{spec} looks like a {detected} app {why}, not --interface {wanted}")
+    interface = detected if wanted == "auto" else wanted
+    if interface == "asgi":
+        parser.error(
+            f"{spec} is an ASGI application {why}; this version of reactor serves native "
+            "handlers and WSGI apps only"
+        )
+    threads = 4 if args.threads is None else args.threads
+    if interface == "native":
+        if args.threads is not None:
+            parser.error("--threads is for WSGI apps; a handler(w, r) runs on the loop")
+        return app, f"{spec} (handler(w, r))"
+    multiprocess = workers is not None and workers > 1
+    scheme = "https" if args.certfile else "http"
+    if threads == 0:
+        from .wsgi import WSGIHandler
+
+        return WSGIHandler(app, multiprocess=multiprocess, url_scheme=scheme), (
+            f"{spec} (WSGI, on the loop thread)"
+        )
+    from .wsgi_threaded import ThreadedWSGIHandler
+
+    config = config_from_args(args)
+    handler = ThreadedWSGIHandler(
+        app,
+        threads=threads,
+        send_window=config.write_high_water,
+        read_ahead=config.limits.max_read_ahead,
+        multiprocess=multiprocess,
+        url_scheme=scheme,
+    )
+    return handler, f"{spec} (WSGI, {threads} threads)"
 
 
 def _loop_factory(parser: argparse.ArgumentParser, name: str) -> Callable[[], Any]:

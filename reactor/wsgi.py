@@ -19,6 +19,7 @@ cores. Tests: tests/integration/test_wsgi.py.
 from __future__ import annotations
 
 import contextvars
+import importlib.metadata
 import io
 import logging
 import os
@@ -32,6 +33,7 @@ from urllib.parse import unquote_to_bytes
 
 from .buffers import BufferPair
 from .errors import BrokenConnectionError, ConnectionClosedError
+from .http.parser import BODY_LENGTH
 from .request import Request
 from .response import ResponseWriter
 
@@ -58,6 +60,17 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("reactor")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+#: ``SERVER_SOFTWARE`` in every environ.
+SERVER_SOFTWARE = "reactor/" + _package_version()
 
 #: Bytes a FileWrapper reads per piece when the application does not say.
 FILE_BLOCK_SIZE = 64 * 1024
@@ -90,6 +103,32 @@ class FileWrapper:
             close()
 
 
+def check_response_head(
+    status: str, headers: list[tuple[str, str]]
+) -> tuple[int, list[tuple[str, str]]]:
+    """What ``start_response`` checks (PEP 3333 types, a status like ``200 OK``): returns the
+    status code and the headers without the hop-by-hop ones (dropped with a warning)."""
+    if type(status) is not str:
+        raise TypeError(f"status must be a str, got {type(status).__name__}")
+    code = status[:3]
+    if len(status) < 4 or not code.isdigit() or status[3] != " " or int(code) < 100:
+        raise ValueError(f"status must look like '200 OK', got {status!r}")
+    if type(headers) is not list:
+        raise TypeError(f"headers must be a list, got {type(headers).__name__}")
+    kept: list[tuple[str, str]] = []
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise TypeError(f"each header must be a (name, value) tuple, got {item!r}")
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise TypeError(f"header names and values must be str, got {item!r}")
+        if name.lower() in _HOP_BY_HOP:
+            log.warning("WSGI application sent hop-by-hop header %r; dropped", name)
+            continue
+        kept.append((name, value))
+    return int(code), kept
+
+
 class _Response:
     """The state ``start_response`` and ``write`` share with the handler for one request."""
 
@@ -117,27 +156,8 @@ class _Response:
                 exc_info = None
         elif self.status_line is not None:
             raise AssertionError("start_response() called a second time without exc_info")
-        if type(status) is not str:
-            raise TypeError(f"status must be a str, got {type(status).__name__}")
-        code = status[:3]
-        if len(status) < 4 or not code.isdigit() or status[3] != " " or int(code) < 100:
-            raise ValueError(f"status must look like '200 OK', got {status!r}")
-        if type(headers) is not list:
-            raise TypeError(f"headers must be a list, got {type(headers).__name__}")
-        kept: list[tuple[str, str]] = []
-        for item in headers:
-            if type(item) is not tuple or len(item) != 2:
-                raise TypeError(f"each header must be a (name, value) tuple, got {item!r}")
-            name, value = item
-            if type(name) is not str or type(value) is not str:
-                raise TypeError(f"header names and values must be str, got {item!r}")
-            if name.lower() in _HOP_BY_HOP:
-                log.warning("WSGI application sent hop-by-hop header %r; dropped", name)
-                continue
-            kept.append((name, value))
+        self.status, self.headers = check_response_head(status, headers)
         self.status_line = status
-        self.status = int(code)
-        self.headers = kept
         return self.write
 
     def send_head(self) -> None:
@@ -185,27 +205,39 @@ class WSGIHandler:
         self.multiprocess = multiprocess
         self.url_scheme = url_scheme
         self.errors = errors
+        self._constants: dict[str, Any] = {
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": url_scheme,
+            "wsgi.input_terminated": True,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+        }
 
     def __repr__(self) -> str:
         return f"WSGIHandler({self.app!r})"
 
     # -- environ ---------------------------------------------------------------------------
 
-    def environ(self, w: ResponseWriter, r: Request) -> dict[str, Any] | None:
-        """The environ of one request (None: the path lies outside ``script_name``)."""
+    def environ_head(self, r: Request) -> dict[str, Any] | None:
+        """The environ of one request without its body (``wsgi.input``) and hijack: the CGI
+        variables and the constant ``wsgi.*`` keys (None: the path lies outside
+        ``script_name``). It holds no reactor object, so an application that keeps the
+        environ in its own reference cycles (Flask and Django do) pins none of ours."""
         path = unquote_to_bytes(r.path).decode("latin-1") if r.path[:1] == "/" else r.path
         script = self.script_name
         if script:
             if path != script and not path.startswith(script + "/"):
                 return None
             path = path[len(script) :]
-        body = r.body.read()
         env: dict[str, Any] = {
             "REQUEST_METHOD": r.method,
             "SCRIPT_NAME": script,
             "PATH_INFO": path,
             "QUERY_STRING": r.query,
             "SERVER_PROTOCOL": r.version,
+            "SERVER_SOFTWARE": SERVER_SOFTWARE,
             "REQUEST_URI": r.target,
             "RAW_URI": r.target,
         }
@@ -226,35 +258,38 @@ class WSGIHandler:
                 # nginx and Apache do the same).
                 continue
             key = key.replace("-", "_")
-            if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+            if key == "CONTENT_TYPE":
                 env[key] = value
                 continue
+            if key == "CONTENT_LENGTH":
+                continue  # normalised below, from the parsed length
             key = "HTTP_" + key
             if key in env:
                 env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
             else:
                 env[key] = value
+        if r.body_framing == BODY_LENGTH:
+            # The parser checked the header (digits only, repeated values equal): the
+            # application sees the number, never " 42" or "42, 42".
+            env["CONTENT_LENGTH"] = str(r.content_length)
         if r.target[:1] != "/" and r.host:
             # An absolute-form target's authority overrides the Host header (RFC 9112
             # section 3.2.2); for other targets the Host header is the host.
             env["HTTP_HOST"] = r.host
+        env.update(self._constants)
+        env["wsgi.errors"] = self.errors if self.errors is not None else sys.stderr
+        return env
+
+    def environ(self, w: ResponseWriter, r: Request) -> dict[str, Any] | None:
+        """The environ of one request served on the loop (its body read whole)."""
+        env = self.environ_head(r)
+        if env is None:
+            return None
+        body = r.body.read()
         if body and "CONTENT_LENGTH" not in env:
             env["CONTENT_LENGTH"] = str(len(body))  # a chunked body, now whole
-        env.update(
-            {
-                "wsgi.version": (1, 0),
-                "wsgi.url_scheme": self.url_scheme,
-                "wsgi.input": io.BytesIO(body),
-                "wsgi.input_terminated": True,
-                "wsgi.errors": self.errors if self.errors is not None else sys.stderr,
-                "wsgi.multithread": False,
-                "wsgi.multiprocess": self.multiprocess,
-                "wsgi.run_once": False,
-                "wsgi.file_wrapper": FileWrapper,
-                "reactor.hijack": _Hijacker(w),
-                "reactor.request": r,
-            }
-        )
+        env["wsgi.input"] = io.BytesIO(body)
+        env["reactor.hijack"] = _Hijacker(w)
         return env
 
     # -- the handler -----------------------------------------------------------------------

@@ -476,7 +476,7 @@ def brew():
 def test_flask_app_over_the_cli(tmp_path: Path) -> None:
     (tmp_path / "flaskapp.py").write_text(FLASK_APP)
     with reactor_serve("--wsgi", "flaskapp:app", cwd=tmp_path) as srv, session() as s:
-        assert b"serving flaskapp:app (WSGI)" in srv.banner
+        assert b"serving flaskapp:app (WSGI, 4 threads)" in srv.banner
         url = srv.url
         response = s.get(url + "/", timeout=5)
         assert (response.status_code, response.text) == (200, "hello from flask")
