@@ -458,6 +458,10 @@ def _run_app(
                 continue
             if held is not None:
                 exchange.send(response.take_head(), held)
+                if exchange.gone:  # the client left: the rest would be dropped anyway
+                    log.debug("WSGI: client gone; the response iterable is closed early")
+                    held = None
+                    break
             held = data
         exchange.post(_END, response.take_head(), held or b"")
     except BaseException as exc:
