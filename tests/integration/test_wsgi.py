@@ -9,8 +9,8 @@ import socket
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from wsgiref.validate import validator
@@ -155,8 +155,7 @@ def test_content_length_is_the_parsed_number(mode: str) -> None:
     with served(mode, echo_environ) as server:
         out = raw(
             server,
-            b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length:  003 \r\n"
-            b"Connection: close\r\n\r\nabc",
+            b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length:  003 \r\nConnection: close\r\n\r\nabc",
         )
         env = json.loads(out.partition(b"\r\n\r\n")[2])
         assert (env["CONTENT_LENGTH"], env["body"]) == ("3", "abc")
