@@ -8,12 +8,13 @@ between pieces), always calling the iterable's ``close()``, ``wsgi.file_wrapper`
 ``environ['reactor.hijack']``. It must not parse HTTP or touch the loop itself: it speaks the
 handler API (``w``, ``r``) only.
 
-On the loop (``--threads 0``; reactor/wsgi_threaded.py runs it on worker threads instead,
-and shares the environ and ``start_response`` checks defined here): while it computes (and while its iterable produces the next
-piece) nothing else is served, as in bjoern. Between two pieces of a response the loop runs, so
-a slow client never makes the server hold a large body. Each request runs its application and
-its iterable in its own ``contextvars`` context, so per-request context (Flask's, Werkzeug's)
-never leaks into a request interleaved with it. Use ``reactor serve --workers N`` for more
+The application runs on the loop (``--threads 0``; reactor/wsgi_threaded.py runs it on
+worker threads instead, with the environ and the ``start_response`` checks defined here):
+while it computes (and while its iterable produces the next piece) nothing else is served, as
+in bjoern. Between two pieces of a response the loop runs, so a slow client never makes the
+server hold a large body. Each request runs its application and its iterable in its own
+``contextvars`` context, so per-request context (Flask's, Werkzeug's) never leaks into a
+request interleaved with it. Use ``reactor serve --workers N`` for more
 cores. Tests: tests/integration/test_wsgi.py.
 """
 
