@@ -1,0 +1,396 @@
+"""ASGIHandler: an ASGI 3 application (HTTP and lifespan) served as a reactor handler.
+
+Owns the translation between one reactor request and one ASGI ``http`` cycle: the scope built
+from the parsed head, ``receive`` over the request's streaming body (``http.request`` pieces
+with ``more_body``, then ``http.disconnect`` when the client goes away or the response is
+complete), ``send`` onto the ResponseWriter (``http.response.start``, ``http.response.body``
+with ``more_body``, the ``http.response.pathsend`` extension with ``w.sendfile``; a body piece
+followed by more is flushed at once and ``send`` waits while output is above the high-water
+mark), and the ``lifespan`` protocol (``Lifespan``, run by ``reactor serve`` around the
+server). It must not parse HTTP or touch a socket: it speaks the handler API (``w``, ``r``).
+
+The application runs as its own task; the handler returns as soon as the response is complete
+(so a Starlette background task after the response does not hold the client), and the app may
+go on: its later ``receive`` says ``http.disconnect`` and a later ``send`` raises. An exception
+before the response starts is a 500; after the head went out, the connection is aborted.
+ASGI applications (Starlette, FastAPI, anyio) need an asyncio loop: serve them on the asyncio
+or uvloop backend (``reactor serve`` picks one). Tests: tests/integration/test_asgi.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote
+
+from .errors import BrokenConnectionError, ConnectionClosedError
+from .loop.base import take_exception
+from .loop.futures import Future
+from .request import Request, StreamingBody
+from .response import ResponseWriter
+
+__all__ = ["ASGIApp", "ASGIHandler", "Lifespan", "LifespanFailure"]
+
+log = logging.getLogger("reactor.asgi")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The ``asgi`` key of every scope.
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+
+#: Body bytes per ``http.request`` message.
+RECEIVE_PIECE = 64 * 1024
+
+_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+
+
+def _settle(fut: Future[None] | None) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(None)
+
+
+class _HTTPCycle:
+    """One request's ``receive`` and ``send``: the state they share with the handler."""
+
+    __slots__ = (
+        "body_done",
+        "disconnected",
+        "done",
+        "head_sent",
+        "headers",
+        "request",
+        "response",
+        "response_complete",
+        "started",
+        "status",
+        "waiter",
+    )
+
+    def __init__(self, w: ResponseWriter, r: Request, done: Future[None]) -> None:
+        self.response: ResponseWriter | None = w
+        self.request: Request | None = r
+        self.done = done  # the handler waits on it: response complete (or the app returned)
+        self.body_done = False
+        self.disconnected = False
+        self.started = False
+        self.head_sent = False
+        self.response_complete = False
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.waiter: Future[None] | None = None  # receive() waiting for a disconnect
+
+    def client_gone(self) -> None:
+        self.disconnected = True
+        _settle(self.waiter)
+
+    def complete(self) -> None:
+        """The response is complete: the handler returns; w and r are no longer ours."""
+        self.response_complete = True
+        self.response = None
+        self.request = None
+        _settle(self.waiter)
+        _settle(self.done)
+
+    async def receive(self) -> Message:
+        r = self.request
+        if r is None or self.disconnected:
+            return dict(_DISCONNECT)
+        if not self.body_done:
+            try:
+                body = r.body
+                assert isinstance(body, StreamingBody)  # a streaming handler's
+                data = await body.read(RECEIVE_PIECE)
+            except (BrokenConnectionError, ConnectionClosedError):
+                self.client_gone()
+                return dict(_DISCONNECT)
+            self.body_done = r.body_complete
+            return {"type": "http.request", "body": data, "more_body": not self.body_done}
+        # The body is read: the next message is the end of the exchange.
+        fut: Future[None] = r.loop.create_future()  # type: ignore[union-attr]
+        self.waiter = fut
+        r.on_disconnect(self.client_gone)
+        await fut
+        return dict(_DISCONNECT)
+
+    async def send(self, message: Message) -> None:
+        kind = message.get("type")
+        if self.response_complete:
+            raise RuntimeError(f"ASGI message {kind!r} sent after the response was complete")
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("ASGI 'http.response.start' sent twice")
+            status = message.get("status")
+            if type(status) is not int or not 100 <= status <= 999:
+                raise TypeError(f"ASGI status must be an int 100-999, got {status!r}")
+            headers: list[tuple[str, str]] = []
+            for item in message.get("headers", ()):
+                name, value = item
+                if not isinstance(name, bytes) or not isinstance(value, bytes):
+                    raise TypeError(f"ASGI header names and values must be bytes, got {item!r}")
+                headers.append((name.decode("latin-1"), value.decode("latin-1")))
+            self.started = True
+            self.status = status
+            self.headers = headers
+            return
+        if not self.started:
+            raise RuntimeError(f"ASGI message {kind!r} sent before 'http.response.start'")
+        w = self.response
+        if kind == "http.response.body":
+            body = message.get("body", b"")
+            if not isinstance(body, bytes | bytearray | memoryview):
+                raise TypeError(f"ASGI body must be bytes, got {type(body).__name__}")
+            more = bool(message.get("more_body", False))
+            if self.disconnected or w is None:
+                if not more:
+                    self.complete()
+                return  # the client is gone: output is dropped, as uvicorn does
+            try:
+                self._send_head(w)
+                if body:
+                    w.write(body)
+                if not more:
+                    self.complete()
+                    return
+                drained = w.drain()  # sends now; waits while output is above the high-water
+                if not drained.done():
+                    await drained
+            except (BrokenConnectionError, ConnectionClosedError):
+                self.client_gone()
+            return
+        if kind == "http.response.pathsend":
+            path = message.get("path")
+            if not isinstance(path, str) or not os.path.isabs(path):
+                raise TypeError(f"ASGI pathsend needs an absolute path, got {path!r}")
+            if self.disconnected or w is None:
+                self.complete()
+                return
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                self._send_head(w)
+                sent = w.sendfile(fd, close=True)
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                await sent
+            except (BrokenConnectionError, ConnectionClosedError):
+                self.client_gone()
+            self.complete()
+            return
+        raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http cycle")
+
+    def _send_head(self, w: ResponseWriter) -> None:
+        if self.head_sent:
+            return
+        self.head_sent = True
+        for name, value in self.headers:
+            w.headers.add(name, value)
+        w.write_header(self.status)
+
+
+class ASGIHandler:
+    """``ASGIHandler(app)`` is a reactor handler ``(w, r)`` that serves an ASGI 3 app's
+    ``http`` scopes. ``state`` is the lifespan state (a shallow copy goes into each request's
+    scope); ``root_path`` and ``url_scheme`` go into the scope as they are."""
+
+    # A streaming handler: called at the head; receive() reads the body as it arrives.
+    reactor_streaming = True
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        root_path: str = "",
+        url_scheme: str = "http",
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be an ASGI callable, got {app!r}")
+        self.app = app
+        self.root_path = root_path.rstrip("/")
+        self.url_scheme = url_scheme
+        self.state: dict[str, Any] = state if state is not None else {}
+
+    def __repr__(self) -> str:
+        return f"ASGIHandler({self.app!r})"
+
+    def scope(self, r: Request, kind: str = "http") -> dict[str, Any]:
+        """The scope of one request (``kind``: "http" or "websocket")."""
+        raw_path = r.path.encode("latin-1")
+        client = r.remote_addr
+        server = r.local_addr
+        scope: dict[str, Any] = {
+            "type": kind,
+            "asgi": dict(ASGI_VERSION),
+            "http_version": r.version[5:],
+            "scheme": self.url_scheme if kind == "http" else _ws_scheme(self.url_scheme),
+            "path": unquote(r.path, "utf-8", "surrogateescape") if raw_path[:1] == b"/" else r.path,
+            "raw_path": raw_path,
+            "query_string": r.query.encode("latin-1"),
+            "root_path": self.root_path,
+            "headers": [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in r.headers
+            ],
+            "client": tuple(client[:2]) if isinstance(client, tuple) else None,
+            "server": tuple(server[:2]) if isinstance(server, tuple) else None,
+            "state": dict(self.state),
+        }
+        if kind == "http":
+            scope["method"] = r.method
+            scope["extensions"] = {"http.response.pathsend": {}}
+        return scope
+
+    async def __call__(self, w: ResponseWriter, r: Request) -> None:
+        loop = r.loop
+        assert loop is not None  # the request runs
+        done: Future[None] = loop.create_future()
+        cycle = _HTTPCycle(w, r, done)
+        task = loop.spawn(_run_app(self.app, self.scope(r), cycle))
+        task.add_done_callback(lambda _t: _settle(done))
+        await done
+        if not task.done():
+            # The response is complete and the app goes on (a background task): its
+            # exception, if any, is logged when it ends.
+            task.add_done_callback(_log_late_failure)
+            return
+        error = take_exception(task)
+        if error is not None:
+            raise error
+        if cycle.response_complete:
+            return
+        if not cycle.head_sent:
+            log.error("the ASGI app returned without completing a response; answering 500")
+            w.headers.set("Content-Type", "text/plain; charset=utf-8")
+            w.write_header(500)
+            w.write(b"500 Internal Server Error\n")
+            return
+        raise RuntimeError("the ASGI app returned without completing its response")
+
+
+async def _run_app(app: ASGIApp, scope: Scope, cycle: _HTTPCycle) -> None:
+    await app(scope, cycle.receive, cycle.send)
+
+
+def _log_late_failure(task: Any) -> None:
+    error = take_exception(task)
+    if error is not None:
+        log.error(
+            "the ASGI app raised after its response was complete",
+            exc_info=(type(error), error, error.__traceback__),
+        )
+
+
+def _ws_scheme(scheme: str) -> str:
+    return "wss" if scheme == "https" else "ws"
+
+
+# -- lifespan -------------------------------------------------------------------------------------
+
+
+class LifespanFailure(Exception):
+    """The application's startup (or shutdown) failed; the message says how."""
+
+
+class Lifespan:
+    """The ``lifespan`` protocol around a server: ``await startup()`` before serving,
+    ``await shutdown()`` after. ``mode``: "auto" (an app that raises before answering the
+    startup does not speak lifespan: logged, and serving goes on), "on" (that is an error) or
+    "off" (never called). ``state`` is the dict the app fills, shared into request scopes.
+    Runs on an asyncio loop."""
+
+    def __init__(self, app: ASGIApp, mode: str = "auto", state: dict[str, Any] | None = None):
+        if mode not in ("auto", "on", "off"):
+            raise ValueError(f"lifespan mode must be auto, on or off, got {mode!r}")
+        self.app = app
+        self.mode = mode
+        self.state: dict[str, Any] = state if state is not None else {}
+        self.supported = mode != "off"
+        self._inbox: asyncio.Queue[Message] | None = None
+        self._answer: asyncio.Future[Message] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def startup(self) -> None:
+        """Send ``lifespan.startup`` and wait for the answer; LifespanFailure if it failed."""
+        if not self.supported:
+            return
+        loop = asyncio.get_running_loop()
+        self._inbox = asyncio.Queue()
+        self._answer = loop.create_future()
+        self._task = loop.create_task(self._main())
+        await self._exchange({"type": "lifespan.startup"}, "startup")
+
+    async def shutdown(self) -> None:
+        """Send ``lifespan.shutdown`` and wait for the answer; LifespanFailure if it failed."""
+        if not self.supported or self._task is None:
+            return
+        self._answer = asyncio.get_running_loop().create_future()
+        try:
+            await self._exchange({"type": "lifespan.shutdown"}, "shutdown")
+        finally:
+            if not self._task.done():
+                await asyncio.wait([self._task], timeout=1.0)
+
+    async def _exchange(self, message: Message, phase: str) -> None:
+        assert self._inbox is not None and self._answer is not None
+        self._inbox.put_nowait(message)
+        answer = await self._answer
+        kind = answer.get("type")
+        if kind == f"lifespan.{phase}.complete":
+            log.info("ASGI lifespan: %s complete", phase)
+            return
+        if kind == "unsupported":
+            return
+        raise LifespanFailure(f"{phase} failed: {answer.get('message') or kind}")
+
+    async def _main(self) -> None:
+        scope = {"type": "lifespan", "asgi": dict(ASGI_VERSION), "state": self.state}
+        try:
+            await self.app(scope, self._receive, self._send)
+        except BaseException as exc:
+            started = self._answer is not None and self._answer.done()
+            if self.mode == "auto" and not started:
+                log.info(
+                    "ASGI lifespan: the app does not support it (%s: %s)", type(exc).__name__, exc
+                )
+                self.supported = False
+                self._reply({"type": "unsupported"})
+            else:
+                log.error("ASGI lifespan: the app raised", exc_info=True)
+                self._reply({"type": "failed", "message": f"{type(exc).__name__}: {exc}"})
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            # Returning at once is how many apps say "no lifespan here" (uvicorn agrees).
+            if self.mode == "on":
+                self._reply({"type": "failed", "message": "the app returned from lifespan"})
+            else:
+                self.supported = False
+                self._reply({"type": "unsupported"})
+
+    async def _receive(self) -> Message:
+        assert self._inbox is not None
+        return await self._inbox.get()
+
+    async def _send(self, message: Message) -> None:
+        kind = message.get("type", "")
+        if kind not in (
+            "lifespan.startup.complete",
+            "lifespan.startup.failed",
+            "lifespan.shutdown.complete",
+            "lifespan.shutdown.failed",
+        ):
+            raise RuntimeError(f"unexpected ASGI lifespan message {kind!r}")
+        self._reply(dict(message))
+
+    def _reply(self, message: Message) -> None:
+        answer = self._answer
+        if answer is not None and not answer.done():
+            answer.set_result(message)
