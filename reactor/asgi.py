@@ -197,8 +197,10 @@ class _HTTPCycle:
 
 class ASGIHandler:
     """``ASGIHandler(app)`` is a reactor handler ``(w, r)`` that serves an ASGI 3 app's
-    ``http`` scopes. ``state`` is the lifespan state (a shallow copy goes into each request's
-    scope); ``root_path`` and ``url_scheme`` go into the scope as they are."""
+    ``http`` scopes. ``lifespan`` ("auto", "on", "off") is the mode of ``self.lifespan``, the
+    Lifespan to run around the server (``reactor serve`` does); the state the app fills in it
+    is shallow-copied into each request's scope. ``root_path`` and ``url_scheme`` go into the
+    scope as they are."""
 
     # A streaming handler: called at the head; receive() reads the body as it arrives.
     reactor_streaming = True
@@ -209,14 +211,15 @@ class ASGIHandler:
         *,
         root_path: str = "",
         url_scheme: str = "http",
-        state: dict[str, Any] | None = None,
+        lifespan: str = "auto",
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI callable, got {app!r}")
         self.app = app
         self.root_path = root_path.rstrip("/")
         self.url_scheme = url_scheme
-        self.state: dict[str, Any] = state if state is not None else {}
+        self.state: dict[str, Any] = {}
+        self.lifespan = Lifespan(app, lifespan, self.state)
 
     def __repr__(self) -> str:
         return f"ASGIHandler({self.app!r})"

@@ -174,10 +174,18 @@ def build_parser(command: str | None = None) -> _Parser:
     )
     proc.add_argument(
         "--loop",
-        choices=("selectors", "asyncio", "uvloop"),
-        default="selectors",
+        choices=("auto", "selectors", "asyncio", "uvloop"),
+        default="auto",
         help="event loop: reactor's own (selectors), asyncio, or uvloop (pip install "
-        "'reactor[uvloop]') (default: selectors)",
+        "'reactor[uvloop]'); auto: selectors, or for an ASGI app uvloop if installed, else "
+        "asyncio (default: auto)",
+    )
+    proc.add_argument(
+        "--lifespan",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="ASGI lifespan events: on (a failing startup stops the server), off, or auto "
+        "(on if the app speaks it) (default: auto)",
     )
     add_config_flags(serve_parser)
     serve_parser.set_defaults(run=_serve_command, command_parser=serve_parser)
@@ -340,6 +348,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error("--keyfile needs --certfile")
 
     handler: Handler
+    lifespan: Any = None  # an ASGI app's reactor.asgi.Lifespan
     if args.app is not None and args.wsgi is not None:
         parser.error("give APP (a reactor handler) or --wsgi MODULE:APP, not both")
     if (args.app is not None or args.wsgi is not None) and args.root is not None:
@@ -354,6 +363,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             parser.error(str(exc))
         spec = args.app or args.wsgi
         handler, what = _app_handler(parser, args, app, spec, workers)
+        lifespan = getattr(handler, "lifespan", None)
     else:
         from .static import StaticFiles
 
@@ -375,7 +385,12 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         except (OSError, ValueError) as exc:
             parser.error(f"cannot load --certfile/--keyfile: {one_line(exc)}")
 
-    new_loop = _loop_factory(parser, args.loop)
+    loop_name = args.loop
+    if loop_name == "auto":
+        loop_name = "selectors" if lifespan is None else _asyncio_backend()
+    elif lifespan is not None and loop_name == "selectors":
+        parser.error("an ASGI app needs an asyncio loop: --loop asyncio or --loop uvloop")
+    new_loop = _loop_factory(parser, loop_name)
     _setup_logging(args.log_level, args.access_log, args.access_log_format)
 
     sockets: list[socket.socket] = []
@@ -395,11 +410,58 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         count = f"{workers} workers" if workers is not None else "1 process"
         banner = (
             f"reactor: serving {what} on {', '.join(urls)} "
-            f"({args.loop} loop, {count}; Ctrl-C to stop)"
+            f"({loop_name} loop, {count}; Ctrl-C to stop)"
         )
+
+        def _serve_asgi(
+            lifespan: Any,
+            backend: str,
+            handler: Handler,
+            parent_pid: int | None,
+            ready: Callable[[Server, list[str]], object],
+        ) -> Any:
+            """serve() between the app's lifespan startup and shutdown, on an asyncio loop
+            that outlives serve()'s own close (the shutdown runs after it)."""
+            import asyncio
+
+            from .asgi import LifespanFailure
+            from .loop.asyncio_loop import AsyncioLoop
+
+            aloop: asyncio.AbstractEventLoop
+            if backend == "uvloop":
+                import uvloop
+
+                aloop = uvloop.new_event_loop()
+            else:
+                aloop = asyncio.new_event_loop()
+            try:
+                try:
+                    aloop.run_until_complete(lifespan.startup())
+                except LifespanFailure as exc:
+                    print(f"reactor: ASGI lifespan {exc}", file=sys.stderr, flush=True)
+                    raise SystemExit(3) from None
+                try:
+                    return serve(
+                        handler,
+                        config=config,
+                        sockets=sockets,
+                        ssl_context=ssl_context,
+                        loop=AsyncioLoop(aloop, close_loop=False),
+                        parent_pid=parent_pid,
+                        ready=ready,
+                    )
+                finally:
+                    try:
+                        aloop.run_until_complete(lifespan.shutdown())
+                    except LifespanFailure as exc:
+                        print(f"reactor: ASGI lifespan {exc}", file=sys.stderr, flush=True)
+            finally:
+                aloop.close()
 
         def run_here(parent_pid: int | None, ready: Callable[[Server, list[str]], object]) -> Any:
             try:
+                if lifespan is not None:
+                    return _serve_asgi(lifespan, loop_name, handler, parent_pid, ready)
                 return serve(
                     handler,
                     config=config,
@@ -480,18 +542,19 @@ def _app_handler(
     if wanted != "auto" and wanted != detected and not ambiguous:
         parser.error(f"{spec} looks like a {detected} app {why}, not --interface {wanted}")
     interface = detected if wanted == "auto" else wanted
+    scheme = "https" if args.certfile else "http"
     if interface == "asgi":
-        parser.error(
-            f"{spec} is an ASGI application {why}; this version of reactor serves native "
-            "handlers and WSGI apps only"
-        )
+        if args.threads is not None:
+            parser.error("--threads is for WSGI apps; an ASGI app runs on the loop")
+        from .asgi import ASGIHandler
+
+        return ASGIHandler(app, url_scheme=scheme, lifespan=args.lifespan), f"{spec} (ASGI)"
     threads = 4 if args.threads is None else args.threads
     if interface == "native":
         if args.threads is not None:
             parser.error("--threads is for WSGI apps; a handler(w, r) runs on the loop")
         return app, f"{spec} (handler(w, r))"
     multiprocess = workers is not None and workers > 1
-    scheme = "https" if args.certfile else "http"
     if threads == 0:
         from .wsgi import WSGIHandler
 
@@ -532,6 +595,15 @@ def _loop_factory(parser: argparse.ArgumentParser, name: str) -> Callable[[], An
                 "--loop uvloop needs uvloop, which is not installed: pip install 'reactor[uvloop]'"
             )
     return lambda: new_loop(name)
+
+
+def _asyncio_backend() -> str:
+    """What --loop auto means for an ASGI app: uvloop if it is installed, else asyncio."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
