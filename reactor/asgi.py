@@ -351,7 +351,9 @@ class Lifespan:
             return
         if kind == "unsupported":
             return
-        raise LifespanFailure(f"{phase} failed: {answer.get('message') or kind}")
+        # Starlette sends the whole traceback as the message: its last line says what failed.
+        lines = str(answer.get("message") or kind).strip().splitlines() or [str(kind)]
+        raise LifespanFailure(f"{phase} failed: {lines[-1]}")
 
     async def _main(self) -> None:
         scope = {"type": "lifespan", "asgi": dict(ASGI_VERSION), "state": self.state}
