@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .errors import BrokenConnectionError, ConnectionClosedError
-from .loop.base import take_exception
+from .loop.base import Loop, take_exception
 from .loop.futures import Future
 from .request import Request, StreamingBody
 from .response import ResponseWriter
@@ -254,6 +254,12 @@ class ASGIHandler:
     async def __call__(self, w: ResponseWriter, r: Request) -> None:
         loop = r.loop
         assert loop is not None  # the request runs
+        if r.method == "GET" and "upgrade" in r.headers:
+            from .asgi_ws import is_upgrade
+
+            if is_upgrade(r):
+                await self._websocket(w, r, loop)
+                return
         done: Future[None] = loop.create_future()
         cycle = _HTTPCycle(w, r, done)
         task = loop.spawn(_run_app(self.app, self.scope(r), cycle))
@@ -276,6 +282,28 @@ class ASGIHandler:
             w.write(b"500 Internal Server Error\n")
             return
         raise RuntimeError("the ASGI app returned without completing its response")
+
+    async def _websocket(self, w: ResponseWriter, r: Request, loop: Loop) -> None:
+        """A ``websocket`` scope: reactor/asgi_ws.py's session, on a hijack once accepted."""
+        from .asgi_ws import WebSocketSession
+
+        scope = self.scope(r, "websocket")
+        offered = r.headers.get("sec-websocket-protocol") or ""
+        scope["subprotocols"] = [p.strip() for p in offered.split(",") if p.strip()]
+        session = WebSocketSession(w, r, loop)
+        try:
+            await self.app(scope, session.receive, session.send)
+        except Exception:
+            if not session.accepted:
+                raise  # nothing answered yet: the connection's 500
+            log.exception("the ASGI app raised during a WebSocket session")
+        finally:
+            await session.finish()
+        if not session.accepted:
+            log.info("the ASGI app returned without accepting the WebSocket; answering 403")
+            w.headers.set("Content-Type", "text/plain; charset=utf-8")
+            w.write_header(403)
+            w.write(b"403 Forbidden\n")
 
 
 async def _run_app(app: ASGIApp, scope: Scope, cycle: _HTTPCycle) -> None:
