@@ -150,6 +150,7 @@ class Exchange:
         "gone",
         "input_error",
         "loop",
+        "loop_thread",
         "messages",
         "pump",
         "pump_task",
@@ -162,6 +163,7 @@ class Exchange:
 
     def __init__(self, loop: Loop, send_window: int, read_ahead: int) -> None:
         self.loop = loop
+        self.loop_thread = threading.get_ident()  # made by the handler, on the loop
         self.cond = threading.Condition(threading.Lock())
         self.messages: deque[tuple[int, Any, Any]] = deque()
         self.wake_pending = False
@@ -240,8 +242,8 @@ class Exchange:
         """``environ['reactor.hijack']()`` on the worker: the loop hijacks the connection
         (after sending the output queued before) and hands over the socket, in blocking
         mode, and the connection's buffer pair."""
-        if threading.current_thread() is threading.main_thread() and self.loop.is_running():
-            raise RuntimeError("reactor.hijack() is called from the WSGI worker thread")
+        if threading.get_ident() == self.loop_thread:  # it would wait for itself
+            raise RuntimeError("reactor.hijack() is for the WSGI worker thread, not the loop's")
         box: concurrent.futures.Future[tuple[socket.socket, BufferPair]] = (
             concurrent.futures.Future()
         )
