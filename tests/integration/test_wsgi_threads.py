@@ -449,3 +449,59 @@ def test_shutdown_waits_for_a_running_worker(tmp_path: Path) -> None:
         status, out = srv.stop(timeout=5)
     assert status == 0
     assert b"1 connection(s) drained, 0 closed unfinished" in out
+
+
+# -- a Django project ------------------------------------------------------------------------------
+
+DJANGO_WSGI = """
+import os
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.wsgi import get_wsgi_application
+application = StaticFilesHandler(get_wsgi_application())
+"""
+
+
+def test_a_django_project_admin_login_with_csrf_and_static_files(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "django", "startproject", "mysite", str(tmp_path)],
+        check=True,
+        timeout=60,
+    )
+    settings = tmp_path / "mysite" / "settings.py"
+    settings.write_text(settings.read_text() + '\nALLOWED_HOSTS = ["127.0.0.1"]\n')
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=tmp_path, check=True, timeout=120
+    )
+    (tmp_path / "served.py").write_text(DJANGO_WSGI)
+    with reactor_serve("served:application", "--threads", "4", cwd=tmp_path) as srv:
+        assert b"serving served:application (WSGI, 4 threads)" in srv.banner
+        s = session()
+        response = s.get(srv.url + "/admin/", allow_redirects=False, timeout=10)
+        assert response.status_code == 302
+        assert response.headers["Location"] == "/admin/login/?next=/admin/"
+        login = s.get(srv.url + "/admin/login/?next=/admin/", timeout=10)
+        assert login.status_code == 200
+        assert "csrftoken" in s.cookies
+        marker = 'name="csrfmiddlewaretoken" value="'
+        token = login.text.split(marker, 1)[1].split('"', 1)[0]
+        css = s.get(srv.url + "/static/admin/css/base.css", timeout=10)
+        assert css.status_code == 200
+        assert css.headers["Content-Type"].startswith("text/css")
+        assert b"body" in css.content
+        form = {"username": "nobody", "password": "wrong", "next": "/admin/"}
+        no_token = session().post(srv.url + "/admin/login/", data=form, timeout=10)
+        assert no_token.status_code == 403  # CSRF verification failed
+        headers = {"Referer": srv.url + "/admin/login/"}
+        wrong = s.post(
+            srv.url + "/admin/login/",
+            data={**form, "csrfmiddlewaretoken": token},
+            headers=headers,
+            timeout=10,
+        )
+        assert wrong.status_code == 200
+        assert "Please enter the correct username and password" in wrong.text
+        assert srv.stop()[0] == 0
