@@ -182,6 +182,9 @@ def targets(results: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str,
     ratio_target("`Connection: close` c16", "close", "reactor", "uvicorn", 1.3)
     ratio_target("pipelined depth 16", "pipeline", "reactor", "uvicorn", 3.0)
     ratio_target("WSGI hello app", "hello", "reactor-wsgi", "gunicorn", 3.0)
+    ratio_target("WSGI hello, 4 threads", "hello", "reactor-wsgi-threads", "gunicorn", 2.0)
+    ratio_target("WSGI hello, 4 threads", "hello", "reactor-wsgi-threads", "waitress", 1.5)
+    ratio_target("ASGI hello app", "hello", "reactor-asgi", "uvicorn", 1.2)
     r = ratio(summary, "hello", "reactor-uvloop", "reactor")
     check(
         "uvloop backend (hello c64)", ">= the selectors backend", r, fmt_ratio(r),
