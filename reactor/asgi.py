@@ -113,7 +113,10 @@ class _HTTPCycle:
             self.body_done = r.body_complete
             return {"type": "http.request", "body": data, "more_body": not self.body_done}
         # The body is read: the next message is the end of the exchange.
-        fut: Future[None] = r.loop.create_future()  # type: ignore[union-attr]
+        loop = r.loop
+        if loop is None:  # the request is over
+            return dict(_DISCONNECT)
+        fut: Future[None] = loop.create_future()
         self.waiter = fut
         r.on_disconnect(self.client_gone)
         await fut
