@@ -9,10 +9,11 @@ followed by more is flushed at once and ``send`` waits while output is above the
 mark), and the ``lifespan`` protocol (``Lifespan``, run by ``reactor serve`` around the
 server). It must not parse HTTP or touch a socket: it speaks the handler API (``w``, ``r``).
 
-The application runs as its own task; the handler returns as soon as the response is complete
-(so a Starlette background task after the response does not hold the client), and the app may
-go on: its later ``receive`` says ``http.disconnect`` and a later ``send`` raises. An exception
-before the response starts is a 500; after the head went out, the connection is aborted.
+A response's last body message is sent at once (a one-piece body with a Content-Length),
+so work the app does after it (a Starlette background task) does not keep the client
+waiting; the app's later ``receive`` says ``http.disconnect`` and a later ``send`` raises. An
+exception before the response starts is a 500; after the head went out, the connection is
+aborted; after the response is complete, it is only logged.
 ASGI applications (Starlette, FastAPI, anyio) need an asyncio loop: serve them on the asyncio
 or uvloop backend (``reactor serve`` picks one). Tests: tests/integration/test_asgi.py.
 """
@@ -27,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .errors import BrokenConnectionError, ConnectionClosedError
-from .loop.base import Loop, take_exception
+from .loop.base import Loop
 from .loop.futures import Future
 from .request import Request, StreamingBody
 from .response import ResponseWriter
@@ -50,6 +51,9 @@ RECEIVE_PIECE = 64 * 1024
 
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 
+# Statuses that carry no Content-Length of an empty body (RFC 9110 8.6).
+_NO_LENGTH = frozenset({204, 304})
+
 
 def _settle(fut: Future[None] | None) -> None:
     if fut is not None and not fut.done():
@@ -62,7 +66,6 @@ class _HTTPCycle:
     __slots__ = (
         "body_done",
         "disconnected",
-        "done",
         "head_sent",
         "headers",
         "request",
@@ -73,10 +76,9 @@ class _HTTPCycle:
         "waiter",
     )
 
-    def __init__(self, w: ResponseWriter, r: Request, done: Future[None]) -> None:
+    def __init__(self, w: ResponseWriter, r: Request) -> None:
         self.response: ResponseWriter | None = w
         self.request: Request | None = r
-        self.done = done  # the handler waits on it: response complete (or the app returned)
         self.body_done = False
         self.disconnected = False
         self.started = False
@@ -91,12 +93,11 @@ class _HTTPCycle:
         _settle(self.waiter)
 
     def complete(self) -> None:
-        """The response is complete: the handler returns; w and r are no longer ours."""
+        """The response is complete: w and r are no longer the app's to use."""
         self.response_complete = True
         self.response = None
         self.request = None
         _settle(self.waiter)
-        _settle(self.done)
 
     async def receive(self) -> Message:
         r = self.request
@@ -155,12 +156,27 @@ class _HTTPCycle:
                     self.complete()
                 return  # the client is gone: output is dropped, as uvicorn does
             try:
+                if not more:
+                    # The whole response is known: out now, with a Content-Length if it is
+                    # in one piece, so that work the app does after it (Starlette's
+                    # background tasks) does not keep the client waiting for it.
+                    if (
+                        not self.head_sent
+                        and (body or self.status not in _NO_LENGTH)
+                        and self.request is not None
+                        and self.request.method != "HEAD"
+                        and not any(n.lower() == "content-length" for n, _ in self.headers)
+                    ):
+                        self.headers.append(("Content-Length", str(len(body))))
+                    self._send_head(w)
+                    if body:
+                        w.write(body)
+                    w.flush()
+                    self.complete()
+                    return
                 self._send_head(w)
                 if body:
                     w.write(body)
-                if not more:
-                    self.complete()
-                    return
                 drained = w.drain()  # sends now; waits while output is above the high-water
                 if not drained.done():
                     await drained
@@ -263,19 +279,15 @@ class ASGIHandler:
             if is_upgrade(r):
                 await self._websocket(w, r, loop)
                 return
-        done: Future[None] = loop.create_future()
-        cycle = _HTTPCycle(w, r, done)
-        task = loop.spawn(_run_app(self.app, self.scope(r), cycle))
-        task.add_done_callback(lambda _t: _settle(done))
-        await done
-        if not task.done():
-            # The response is complete and the app goes on (a background task): its
-            # exception, if any, is logged when it ends.
-            task.add_done_callback(_log_late_failure)
+        cycle = _HTTPCycle(w, r)
+        try:
+            await self.app(self.scope(r), cycle.receive, cycle.send)
+        except Exception:
+            if not cycle.response_complete:
+                raise  # a 500, or an abort once the head is out (the connection's)
+            # The client has the whole response: the failure is the app's own business.
+            log.exception("the ASGI app raised after its response was complete")
             return
-        error = take_exception(task)
-        if error is not None:
-            raise error
         if cycle.response_complete:
             return
         if not cycle.head_sent:
@@ -307,19 +319,6 @@ class ASGIHandler:
             w.headers.set("Content-Type", "text/plain; charset=utf-8")
             w.write_header(403)
             w.write(b"403 Forbidden\n")
-
-
-async def _run_app(app: ASGIApp, scope: Scope, cycle: _HTTPCycle) -> None:
-    await app(scope, cycle.receive, cycle.send)
-
-
-def _log_late_failure(task: Any) -> None:
-    error = take_exception(task)
-    if error is not None:
-        log.error(
-            "the ASGI app raised after its response was complete",
-            exc_info=(type(error), error, error.__traceback__),
-        )
 
 
 def _ws_scheme(scheme: str) -> str:

@@ -399,3 +399,18 @@ def test_a_failing_startup_stops_the_server(tmp_path: Path) -> None:
     result = run_cli("serve", "--port", "0", "--lifespan", "on", "sapp:app", cwd=tmp_path)
     assert result.returncode == 3
     assert "reactor: ASGI lifespan startup failed: RuntimeError: no database" in result.stderr
+
+
+def test_an_exception_after_the_response_is_only_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await text(send, b"complete")
+        raise ValueError("after the fact")
+
+    with asgi_served(app) as server, server.connect() as sock:
+        reader = ResponseReader(sock)
+        for _ in range(2):  # the same connection serves the next request
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            response = reader.read()
+            assert (response.status, response.body) == (200, b"complete")
+            assert response.header("content-length") == "8"
+    assert "after the fact" in caplog.text
