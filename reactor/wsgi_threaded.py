@@ -139,7 +139,10 @@ def _now() -> float:
 
 class Exchange:
     """One request's hand-off between its worker thread and the loop. Methods say which
-    thread calls them; every field shared by both is guarded by ``cond``."""
+    thread calls them; every field shared by both is guarded by ``lock``. A thread that must
+    wait (a full send window, no input yet) makes the condition over that lock on first need:
+    most requests never wait, and a Condition costs more to make than the rest of the
+    exchange."""
 
     __slots__ = (
         "body",
@@ -149,6 +152,7 @@ class Exchange:
         "eof",
         "gone",
         "input_error",
+        "lock",
         "loop",
         "loop_thread",
         "messages",
@@ -164,7 +168,8 @@ class Exchange:
     def __init__(self, loop: Loop, send_window: int, read_ahead: int) -> None:
         self.loop = loop
         self.loop_thread = threading.get_ident()  # made by the handler, on the loop
-        self.cond = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
+        self.cond: threading.Condition | None = None  # made by the first wait
         self.messages: deque[tuple[int, Any, Any]] = deque()
         self.wake_pending = False
         self.waiter: Future[None] | None = None  # the handler task waits for messages
@@ -180,11 +185,23 @@ class Exchange:
         self.pump_task: Any = None
         self.body: Any = None  # the request's streaming body while the pump may read it
 
+    def _condition(self) -> threading.Condition:
+        """The condition over ``lock`` (call with it held)."""
+        cond = self.cond
+        if cond is None:
+            cond = self.cond = threading.Condition(self.lock)
+        return cond
+
+    def _notify(self) -> None:
+        """Wake the waiting worker, if it ever waited (call with ``lock`` held)."""
+        if self.cond is not None:
+            self.cond.notify_all()
+
     # -- worker thread -------------------------------------------------------------------
 
     def post(self, kind: int, head: Any, data: Any) -> None:
         """Queue a message for the loop (and wake it, unless a wake-up is pending)."""
-        with self.cond:
+        with self.lock:
             self.messages.append((kind, head, data))
             if self.wake_pending:
                 return
@@ -193,15 +210,15 @@ class Exchange:
             self.loop.call_soon_threadsafe(self._wake)
         except Exception as exc:  # the loop is closed: the server is gone
             log.debug("WSGI worker: the loop is gone (%s); output dropped", exc)
-            with self.cond:
+            with self.lock:
                 self.gone = True
                 self.messages.clear()
 
     def send(self, head: Any, data: bytes) -> None:
         """A body piece (not the last): waits while the output window is full."""
-        with self.cond:
+        with self.lock:
             while self.unacked > self.send_window and not self.gone:
-                self.cond.wait()
+                self._condition().wait()
             if self.gone:
                 return
             self.unacked += len(data)
@@ -209,19 +226,19 @@ class Exchange:
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` body bytes (``n`` > 0), waiting for at least one; b"" at the end."""
-        with self.cond:
+        with self.lock:
             start = self.pump == _PUMP_IDLE
             if start:
                 self.pump = _PUMP_RUNNING
         if start:
             self.post(_INPUT, None, None)
-        with self.cond:
+        with self.lock:
             while not self.chunks:
                 if self.input_error is not None:
                     raise ClientDisconnected(str(self.input_error))
                 if self.eof:
                     return b""
-                self.cond.wait()
+                self._condition().wait()
             chunk = self.chunks.popleft()
             if len(chunk) > n:
                 self.chunks.appendleft(chunk[n:])
@@ -234,7 +251,7 @@ class Exchange:
             try:
                 self.loop.call_soon_threadsafe(self.start_pump)
             except Exception:
-                with self.cond:
+                with self.lock:
                     self.input_error = BrokenConnectionError("the server is gone")
         return chunk
 
@@ -253,7 +270,7 @@ class Exchange:
     # -- loop thread ----------------------------------------------------------------------
 
     def _wake(self) -> None:
-        with self.cond:
+        with self.lock:
             self.wake_pending = False
         waiter = self.waiter
         self.waiter = None
@@ -262,7 +279,7 @@ class Exchange:
 
     def take_messages(self) -> list[tuple[int, Any, Any]] | Future[None]:
         """The queued messages, or a future done when there are some."""
-        with self.cond:
+        with self.lock:
             if self.messages:
                 taken = list(self.messages)
                 self.messages.clear()
@@ -272,16 +289,16 @@ class Exchange:
         return fut
 
     def acknowledge(self, n: int) -> None:
-        with self.cond:
+        with self.lock:
             self.unacked -= n
-            self.cond.notify_all()
+            self._notify()
 
     def drop_output(self) -> None:
         """The client left or the connection was taken: the worker's output is dropped and
         its waits end."""
-        with self.cond:
+        with self.lock:
             self.gone = True
-            self.cond.notify_all()
+            self._notify()
 
     def start_pump(self) -> None:
         if self.body is None or self.pump_task is not None:
@@ -293,14 +310,14 @@ class Exchange:
         try:
             while body is not None:
                 data = await body.read(INPUT_PIECE)
-                with self.cond:
+                with self.lock:
                     if data:
                         self.chunks.append(data)
                         self.buffered += len(data)
                     else:
                         self.eof = True
                         self.pump = _PUMP_DONE
-                    self.cond.notify_all()
+                    self._notify()
                     if not data:
                         return
                     if self.buffered >= self.read_ahead:
@@ -312,11 +329,11 @@ class Exchange:
             self.pump_task = None
 
     def fail_input(self, error: BaseException) -> None:
-        with self.cond:
+        with self.lock:
             if not self.eof and self.input_error is None:
                 self.input_error = error
             self.pump = _PUMP_DONE
-            self.cond.notify_all()
+            self._notify()
 
     def end(self) -> None:
         """The request is over (loop): stop reading its body, drop later output."""
