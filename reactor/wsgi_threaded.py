@@ -199,12 +199,13 @@ class Exchange:
 
     # -- worker thread -------------------------------------------------------------------
 
-    def post(self, kind: int, head: Any, data: Any) -> None:
-        """Queue a message for the loop (and wake it, unless a wake-up is pending)."""
+    def post(self, kind: int, head: Any, data: Any) -> bool:
+        """Queue a message for the loop (and wake it, unless a wake-up is pending). False:
+        the loop is gone (the server stopped), and nothing will carry the message out."""
         with self.lock:
             self.messages.append((kind, head, data))
             if self.wake_pending:
-                return
+                return True
             self.wake_pending = True
         try:
             self.loop.call_soon_threadsafe(self._wake)
@@ -213,6 +214,8 @@ class Exchange:
             with self.lock:
                 self.gone = True
                 self.messages.clear()
+            return False
+        return True
 
     def send(self, head: Any, data: bytes) -> None:
         """A body piece (not the last): waits while the output window is full."""
@@ -264,7 +267,8 @@ class Exchange:
         box: concurrent.futures.Future[tuple[socket.socket, BufferPair]] = (
             concurrent.futures.Future()
         )
-        self.post(_HIJACK, None, box)
+        if self.loop.is_closed() or not self.post(_HIJACK, None, box):
+            raise ConnectionClosedError("the server is gone: nothing to hijack")
         return box.result()
 
     # -- loop thread ----------------------------------------------------------------------
