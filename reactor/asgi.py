@@ -250,7 +250,7 @@ class ASGIHandler:
         server = r.local_addr
         scope: dict[str, Any] = {
             "type": kind,
-            "asgi": dict(ASGI_VERSION),
+            "asgi": {"version": "3.0", "spec_version": "2.4"},  # ASGI_VERSION, one per scope
             "http_version": r.version[5:],
             "scheme": self.url_scheme if kind == "http" else _ws_scheme(self.url_scheme),
             "path": unquote(r.path, "utf-8", "surrogateescape") if raw_path[:1] == b"/" else r.path,
@@ -261,9 +261,9 @@ class ASGIHandler:
                 (name.lower().encode("latin-1"), value.encode("latin-1"))
                 for name, value in r.headers
             ],
-            "client": tuple(client[:2]) if isinstance(client, tuple) else None,
-            "server": tuple(server[:2]) if isinstance(server, tuple) else None,
-            "state": dict(self.state),
+            "client": client[:2] if isinstance(client, tuple) else None,
+            "server": server[:2] if isinstance(server, tuple) else None,
+            "state": self.state.copy(),
         }
         if kind == "http":
             scope["method"] = r.method
