@@ -39,7 +39,7 @@ from .http.parser import BODY_LENGTH
 from .request import Request
 from .response import ResponseWriter
 
-__all__ = ["FileWrapper", "WSGIApp", "WSGIHandler"]
+__all__ = ["FileWrapper", "WSGIApp", "WSGIHandler", "check_response_head", "iterate_in"]
 
 log = logging.getLogger("reactor.wsgi")
 
@@ -313,15 +313,12 @@ class WSGIHandler:
                 return
             if isinstance(result, FileWrapper) and await self._send_file(w, response, result):
                 return
-            iterator = iter(result)
+            # A list (the usual response) holds no application code to run in its context.
+            pieces = result if type(result) is list else iterate_in(ctx, result)
             # One piece ahead: a response of one piece goes out with a Content-Length; before
             # each further piece the loop runs until the client has taken the previous ones.
             held = b""
-            while True:
-                try:
-                    data = ctx.run(next, iterator)
-                except StopIteration:
-                    break
+            for data in pieces:
                 if w.hijacked:
                     return
                 if type(data) is not bytes:
@@ -377,6 +374,19 @@ class WSGIHandler:
         response.send_head()
         await w.sendfile(fd, offset=position, count=count)
         return True
+
+
+def iterate_in(ctx: contextvars.Context, result: Iterable[bytes]) -> Iterator[bytes]:
+    """The pieces of a response iterable, each produced in the request's context ``ctx``
+    (a generator's body is the application's code: Flask's stream_with_context relies on
+    it)."""
+    iterator = ctx.run(iter, result)
+    while True:
+        try:
+            data = ctx.run(next, iterator)
+        except StopIteration:
+            return
+        yield data
 
 
 class _Hijacker:

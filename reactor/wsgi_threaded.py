@@ -48,7 +48,7 @@ from .loop.base import Loop
 from .loop.futures import Future
 from .request import Request
 from .response import ResponseWriter
-from .wsgi import ExcInfo, WSGIApp, WSGIHandler, check_response_head
+from .wsgi import ExcInfo, WSGIApp, WSGIHandler, check_response_head, iterate_in
 
 __all__ = ["ClientDisconnected", "Exchange", "InputStream", "ThreadedWSGIHandler", "WorkerPool"]
 
@@ -469,12 +469,9 @@ def _run_app(
         result = ctx.run(app, environ, response.start_response)
         del environ
         held: bytes | None = None  # one piece ahead: a one-piece body gets a Content-Length
-        iterator = ctx.run(iter, result)
-        while True:
-            try:
-                data = ctx.run(next, iterator)
-            except StopIteration:
-                break
+        # A list (the usual response) holds no application code to run in its context.
+        pieces = result if type(result) is list else iterate_in(ctx, result)
+        for data in pieces:
             if type(data) is not bytes:
                 raise TypeError(f"the WSGI application yielded {type(data).__name__}, not bytes")
             if not data:
