@@ -36,10 +36,12 @@ Environ = dict[str, Any]
 
 
 @contextmanager
-def threaded(app: Any, threads: int = 4, **kwargs: Any) -> Iterator[RunningServer]:
+def threaded(
+    app: Any, threads: int = 4, backend: str = "selectors", **kwargs: Any
+) -> Iterator[RunningServer]:
     handler = ThreadedWSGIHandler(app, threads=threads, **kwargs)
     try:
-        with serve_in_thread(handler) as server:
+        with serve_in_thread(handler, backend=backend) as server:
             yield server
     finally:
         assert handler.close(5) == 0  # every application call returned
@@ -65,7 +67,8 @@ def recv_until(sock: socket.socket, marker: bytes, timeout: float = 5.0) -> byte
 # -- the loop goes on while applications run ---------------------------------------------------
 
 
-def test_four_requests_run_at_once_on_four_threads() -> None:
+@pytest.mark.parametrize("backend", ["selectors", "asyncio", "uvloop"])
+def test_four_requests_run_at_once_on_four_threads(backend: str) -> None:
     # Each call waits until all four are inside the application: only concurrent calls pass.
     barrier = threading.Barrier(4, timeout=5)
 
@@ -74,7 +77,7 @@ def test_four_requests_run_at_once_on_four_threads() -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [threading.current_thread().name.encode()]
 
-    with threaded(app) as server:
+    with threaded(app, backend=backend) as server:
         socks = [server.connect() for _ in range(4)]
         try:
             for sock in socks:
@@ -216,8 +219,9 @@ def input_app(environ: Environ, start_response: Any) -> Iterable[bytes]:
     return [out]
 
 
+@pytest.mark.parametrize("backend", ["selectors", "asyncio"])
 @pytest.mark.parametrize("chunked", [False, True])
-def test_wsgi_input_reads_lines_pieces_and_all(chunked: bool) -> None:
+def test_wsgi_input_reads_lines_pieces_and_all(chunked: bool, backend: str) -> None:
     body = b"one\ntwo-long\nthree\n\nlast"
 
     def post(server: RunningServer, query: str) -> bytes:
@@ -234,7 +238,7 @@ def test_wsgi_input_reads_lines_pieces_and_all(chunked: bool) -> None:
             )
             return ResponseReader(sock, "POST").read().body
 
-    with threaded(input_app) as server:
+    with threaded(input_app, backend=backend) as server:
         assert post(server, "all") == body
         assert post(server, "pieces") == b"one\nt|wo-lo|ng\nth|ree\n\n|last"
         lines = post(server, "lines")
@@ -434,6 +438,16 @@ def test_an_app_of_the_wrong_kind_is_a_one_line_usage_error(
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("reactor serve: error:")
+
+
+def test_pre_forked_workers_each_start_their_own_threads(tmp_path: Path) -> None:
+    (tmp_path / "apps.py").write_text(APPS)
+    with reactor_serve("apps:wsgi_app", "--workers", "2", cwd=tmp_path) as srv, session() as s:
+        assert b"(WSGI, 4 threads)" in srv.banner and b"2 workers" in srv.banner
+        for _ in range(4):
+            text = s.get(srv.url + "/w", headers={"Connection": "close"}, timeout=10).text
+            assert text.startswith("/w on reactor-wsgi-")
+        assert srv.stop(timeout=10)[0] == 0
 
 
 def test_shutdown_waits_for_a_running_worker(tmp_path: Path) -> None:
