@@ -159,19 +159,21 @@ class _HTTPCycle:
                 if not more:
                     # The whole response is known: out now, with a Content-Length if it is
                     # in one piece, so that work the app does after it (Starlette's
-                    # background tasks) does not keep the client waiting for it.
-                    if (
-                        not self.head_sent
-                        and (body or self.status not in _NO_LENGTH)
-                        and self.request is not None
-                        and self.request.method != "HEAD"
-                        and not any(n.lower() == "content-length" for n, _ in self.headers)
-                    ):
-                        self.headers.append(("Content-Length", str(len(body))))
-                    self._send_head(w)
+                    # background tasks) does not keep the client waiting for it. Without a
+                    # length to give (a bodiless HEAD, 204, 304) the framing is left to the
+                    # end of the request, as for any handler.
+                    framed = self.head_sent
+                    if not framed:
+                        framed = any(n.lower() == "content-length" for n, _ in self.headers)
+                        head = self.request is not None and self.request.method == "HEAD"
+                        if not framed and (body or (not head and self.status not in _NO_LENGTH)):
+                            self.headers.append(("Content-Length", str(len(body))))
+                            framed = True
+                        self._send_head(w)
                     if body:
                         w.write(body)
-                    w.flush()
+                    if framed:
+                        w.flush()
                     self.complete()
                     return
                 self._send_head(w)

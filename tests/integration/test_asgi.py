@@ -414,3 +414,60 @@ def test_an_exception_after_the_response_is_only_logged(caplog: pytest.LogCaptur
             assert (response.status, response.body) == (200, b"complete")
             assert response.header("content-length") == "8"
     assert "after the fact" in caplog.text
+
+
+def test_head_and_100_continue_and_a_bad_status() -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] == "/bad":
+            await send({"type": "http.response.start", "status": "200"})
+            return
+        message = await receive()
+        await text(send, b"got %d" % len(message["body"]))
+
+    with asgi_served(app) as server:
+        with server.connect() as sock:
+            sock.sendall(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n")
+            response = ResponseReader(sock, "HEAD").read()
+            assert (response.status, response.body) == (200, b"")
+            assert response.header("content-length") == "5"
+        with server.connect() as sock:
+            sock.sendall(
+                b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+            )
+            sock.settimeout(5)
+            assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n")
+            sock.sendall(b"abc")
+            response = ResponseReader(sock, "POST").read()
+            assert response.body == b"got 3"
+        with client(server) as c:
+            assert c.get("/bad").status_code == 500
+
+
+def test_an_asgi_request_leaves_no_reference_cycle() -> None:
+    import gc
+    import weakref
+
+    from reactor import Request, ResponseWriter
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await receive()
+        await text(send, b"ok")
+
+    inner = ASGIHandler(app)
+    refs: list[weakref.ref[Any]] = []
+
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        refs.append(weakref.ref(r))
+        refs.append(weakref.ref(w))
+        await inner(w, r)
+
+    handler.reactor_streaming = True  # type: ignore[attr-defined]
+    gc.disable()
+    try:
+        with serve_in_thread(handler, backend="asyncio") as server, client(server) as c:
+            for _ in range(3):
+                assert c.post("/", content=b"x" * 1000).text == "ok"
+        assert len(refs) == 6
+        assert [ref() for ref in refs] == [None] * 6  # freed by reference counting alone
+    finally:
+        gc.enable()
