@@ -221,7 +221,8 @@ class ASGIHandler:
     ``http`` scopes. ``lifespan`` ("auto", "on", "off") is the mode of ``self.lifespan``, the
     Lifespan to run around the server (``reactor serve`` does); the state the app fills in it
     is shallow-copied into each request's scope. ``root_path`` and ``url_scheme`` go into the
-    scope as they are."""
+    scope as they are. ``max_message``: the largest WebSocket message a client may send
+    (0: no limit; ``reactor serve`` passes --max-body-size)."""
 
     # A streaming handler: called at the head; receive() reads the body as it arrives.
     reactor_streaming = True
@@ -233,6 +234,7 @@ class ASGIHandler:
         root_path: str = "",
         url_scheme: str = "http",
         lifespan: str = "auto",
+        max_message: int = 16 * 1024 * 1024,
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI callable, got {app!r}")
@@ -241,6 +243,7 @@ class ASGIHandler:
         self.url_scheme = url_scheme
         self.state: dict[str, Any] = {}
         self.lifespan = Lifespan(app, lifespan, self.state)
+        self.max_message = max_message
 
     def __repr__(self) -> str:
         return f"ASGIHandler({self.app!r})"
@@ -307,7 +310,7 @@ class ASGIHandler:
         scope = self.scope(r, "websocket")
         offered = r.headers.get("sec-websocket-protocol") or ""
         scope["subprotocols"] = [p.strip() for p in offered.split(",") if p.strip()]
-        session = WebSocketSession(w, r, loop)
+        session = WebSocketSession(w, r, loop, self.max_message)
         try:
             await self.app(scope, session.receive, session.send)
         except Exception:

@@ -44,7 +44,8 @@ log = logging.getLogger("reactor.asgi")
 #: Bytes read from the socket per receive.
 READ_PIECE = 64 * 1024
 
-#: Largest message a client may send (bytes, all fragments); over it: close 1009.
+#: Largest message a client may send by default (bytes, all fragments); over it: close 1009.
+#: ``reactor serve`` passes --max-body-size.
 MAX_MESSAGE = 16 * 1024 * 1024
 
 
@@ -71,8 +72,11 @@ def is_upgrade(r: Request) -> bool:
 class WebSocketSession:
     """``receive`` and ``send`` of one websocket scope (see the module docstring)."""
 
-    def __init__(self, w: ResponseWriter, r: Request, loop: Loop) -> None:
+    def __init__(
+        self, w: ResponseWriter, r: Request, loop: Loop, max_message: int = MAX_MESSAGE
+    ) -> None:
         self._w: ResponseWriter | None = w
+        self._max_message = max_message  # 0: no limit
         self._key = (r.headers.get("sec-websocket-key") or "").encode("latin-1")
         self._loop = loop
         self._stream: Stream | None = None
@@ -120,7 +124,7 @@ class WebSocketSession:
     def _event(self, stream: Stream, event: Event) -> None:
         if isinstance(event, Message):
             self._size += len(event.data)
-            if self._size > MAX_MESSAGE:
+            if self._max_message and self._size > self._max_message:
                 self._write(stream, CloseConnection(1009, "message too big"))
                 self._closed = True
                 self._inbox.append({"type": "websocket.disconnect", "code": 1009})

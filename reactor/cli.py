@@ -548,7 +548,13 @@ def _app_handler(
             parser.error("--threads is for WSGI apps; an ASGI app runs on the loop")
         from .asgi import ASGIHandler
 
-        return ASGIHandler(app, url_scheme=scheme, lifespan=args.lifespan), f"{spec} (ASGI)"
+        asgi = ASGIHandler(
+            app,
+            url_scheme=scheme,
+            lifespan=args.lifespan,
+            max_message=config_from_args(args).limits.max_body_size,
+        )
+        return asgi, f"{spec} (ASGI)"
     threads = 4 if args.threads is None else args.threads
     if interface == "native":
         if args.threads is not None:

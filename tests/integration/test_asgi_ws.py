@@ -155,3 +155,25 @@ def test_the_socket_is_closed_when_the_app_returns() -> None:
         with pytest.raises(ConnectionClosed) as info:
             ws.recv(timeout=5)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1000
+
+
+def test_a_message_over_the_limit_closes_with_1009() -> None:
+    seen: list[Any] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            seen.append(message.get("text", message.get("code")))
+            if message["type"] == "websocket.disconnect":
+                return
+
+    handler = ASGIHandler(app, max_message=1000)
+    with serve_in_thread(handler, backend="asyncio") as server, connect(ws_url(server)) as ws:
+        ws.send("a" * 1000)  # at the limit: delivered
+        ws.send("b" * 1001)
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+    assert seen == ["a" * 1000, 1009]
