@@ -6,7 +6,8 @@ statuses: 0 after a signal-driven shutdown, 1 when the server cannot listen (add
 2 for bad flags or an APP that cannot be loaded (one line on stderr, nothing else). It does
 not serve anything itself: ``reactor.run.serve`` runs the server, ``reactor.static`` the
 files, ``reactor.apploader`` loads APP (``load_app`` and ``AppLoadError`` are re-exported
-here) and ``reactor.leakcheck`` runs ``reactor leakcheck``.
+here), ``reactor.appserve`` picks the handler for the kind of app it is (and runs an ASGI
+app's lifespan) and ``reactor.leakcheck`` runs ``reactor leakcheck``.
 Tests: tests/integration/test_cli.py.
 """
 
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from .apploader import INTERFACES, AppLoadError, load_app, one_line
+from .appserve import app_handler, loop_backend, serve_asgi
 from .cliconfig import add_config_flags, config_from_args, parse_count, parse_port, parse_seconds
 from .run import Bind, bind_socket, parse_bind, serve, socket_url
 from .server import Handler, Server
@@ -362,7 +364,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         except AppLoadError as exc:
             parser.error(str(exc))
         spec = args.app or args.wsgi
-        handler, what = _app_handler(parser, args, app, spec, workers)
+        handler, what = app_handler(parser, args, app, spec, workers)
         lifespan = getattr(handler, "lifespan", None)
     else:
         from .static import StaticFiles
@@ -385,11 +387,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         except (OSError, ValueError) as exc:
             parser.error(f"cannot load --certfile/--keyfile: {one_line(exc)}")
 
-    loop_name = args.loop
-    if loop_name == "auto":
-        loop_name = "selectors" if lifespan is None else _asyncio_backend()
-    elif lifespan is not None and loop_name == "selectors":
-        parser.error("an ASGI app needs an asyncio loop: --loop asyncio or --loop uvloop")
+    loop_name = loop_backend(parser, args.loop, lifespan is not None)
     new_loop = _loop_factory(parser, loop_name)
     _setup_logging(args.log_level, args.access_log, args.access_log_format)
 
@@ -413,55 +411,19 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             f"({loop_name} loop, {count}; Ctrl-C to stop)"
         )
 
-        def _serve_asgi(
-            lifespan: Any,
-            backend: str,
-            handler: Handler,
-            parent_pid: int | None,
-            ready: Callable[[Server, list[str]], object],
-        ) -> Any:
-            """serve() between the app's lifespan startup and shutdown, on an asyncio loop
-            that outlives serve()'s own close (the shutdown runs after it)."""
-            import asyncio
-
-            from .asgi import LifespanFailure
-            from .loop.asyncio_loop import AsyncioLoop
-
-            aloop: asyncio.AbstractEventLoop
-            if backend == "uvloop":
-                import uvloop
-
-                aloop = uvloop.new_event_loop()
-            else:
-                aloop = asyncio.new_event_loop()
+        def run_here(parent_pid: int | None, ready: Callable[[Server, list[str]], object]) -> Any:
             try:
-                try:
-                    aloop.run_until_complete(lifespan.startup())
-                except LifespanFailure as exc:
-                    print(f"reactor: ASGI lifespan {exc}", file=sys.stderr, flush=True)
-                    raise SystemExit(3) from None
-                try:
-                    return serve(
+                if lifespan is not None:
+                    return serve_asgi(
+                        lifespan,
+                        loop_name,
                         handler,
                         config=config,
                         sockets=sockets,
                         ssl_context=ssl_context,
-                        loop=AsyncioLoop(aloop, close_loop=False),
                         parent_pid=parent_pid,
                         ready=ready,
                     )
-                finally:
-                    try:
-                        aloop.run_until_complete(lifespan.shutdown())
-                    except LifespanFailure as exc:
-                        print(f"reactor: ASGI lifespan {exc}", file=sys.stderr, flush=True)
-            finally:
-                aloop.close()
-
-        def run_here(parent_pid: int | None, ready: Callable[[Server, list[str]], object]) -> Any:
-            try:
-                if lifespan is not None:
-                    return _serve_asgi(lifespan, loop_name, handler, parent_pid, ready)
                 return serve(
                     handler,
                     config=config,
@@ -516,71 +478,6 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 _MAIN_PID = os.getpid()
 
 
-def _app_handler(
-    parser: argparse.ArgumentParser,
-    args: argparse.Namespace,
-    app: Any,
-    spec: str,
-    workers: int | None,
-) -> tuple[Handler, str]:
-    """The handler serving APP as the interface it speaks (--interface, else detected), and
-    how the start-up line names it. A mismatch is a usage error, not a 500 per request."""
-    from .apploader import detect_interface
-
-    wanted = "wsgi" if args.wsgi is not None else args.interface
-    if args.wsgi is not None and args.interface not in ("auto", "wsgi"):
-        parser.error(f"--wsgi serves a WSGI app; it cannot be --interface {args.interface}")
-    try:
-        detected, why = detect_interface(app)
-    except AppLoadError as exc:
-        if wanted == "auto":
-            parser.error(str(exc))
-        detected, why = wanted, "as told"
-    # A 2-argument callable whose names say nothing may be either native or WSGI: what the
-    # user says wins. Anything else that disagrees with the signature is an error.
-    ambiguous = {wanted, detected} == {"native", "wsgi"} and detected == "native"
-    if wanted != "auto" and wanted != detected and not ambiguous:
-        parser.error(f"{spec} looks like a {detected} app {why}, not --interface {wanted}")
-    interface = detected if wanted == "auto" else wanted
-    scheme = "https" if args.certfile else "http"
-    if interface == "asgi":
-        if args.threads is not None:
-            parser.error("--threads is for WSGI apps; an ASGI app runs on the loop")
-        from .asgi import ASGIHandler
-
-        asgi = ASGIHandler(
-            app,
-            url_scheme=scheme,
-            lifespan=args.lifespan,
-            max_message=config_from_args(args).limits.max_body_size,
-        )
-        return asgi, f"{spec} (ASGI)"
-    threads = 4 if args.threads is None else args.threads
-    if interface == "native":
-        if args.threads is not None:
-            parser.error("--threads is for WSGI apps; a handler(w, r) runs on the loop")
-        return app, f"{spec} (handler(w, r))"
-    multiprocess = workers is not None and workers > 1
-    if threads == 0:
-        from .wsgi import WSGIHandler
-
-        return WSGIHandler(app, multiprocess=multiprocess, url_scheme=scheme), (
-            f"{spec} (WSGI, on the loop thread)"
-        )
-    from .wsgi_threaded import ThreadedWSGIHandler
-
-    config = config_from_args(args)
-    handler = ThreadedWSGIHandler(
-        app,
-        threads=threads,
-        send_window=config.write_high_water,
-        read_ahead=config.limits.max_read_ahead,
-        multiprocess=multiprocess,
-        url_scheme=scheme,
-    )
-    return handler, f"{spec} (WSGI, {threads} threads)"
-
-
 def _loop_factory(parser: argparse.ArgumentParser, name: str) -> Callable[[], Any]:
     """A function making the loop named by --loop (checked now, so a missing uvloop is a
     usage error before anything listens)."""
@@ -601,15 +498,6 @@ def _loop_factory(parser: argparse.ArgumentParser, name: str) -> Callable[[], An
                 "--loop uvloop needs uvloop, which is not installed: pip install 'reactor[uvloop]'"
             )
     return lambda: new_loop(name)
-
-
-def _asyncio_backend() -> str:
-    """What --loop auto means for an ASGI app: uvloop if it is installed, else asyncio."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
