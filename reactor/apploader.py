@@ -12,6 +12,7 @@ Tests: tests/integration/test_cli.py, tests/leaks/test_leakcheck.py (the usage e
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .server import Handler
 
-__all__ = ["AppLoadError", "load_app", "one_line"]
+__all__ = ["INTERFACES", "AppLoadError", "detect_interface", "load_app", "one_line"]
+
+#: What ``reactor serve APP`` can serve: a reactor handler, a WSGI or an ASGI application.
+INTERFACES = ("native", "wsgi", "asgi")
+
+# Parameter names that mark a WSGI application (PEP 3333's, and what Falcon, Bottle and
+# Django's WSGIHandler call them).
+_WSGI_FIRST = frozenset({"environ", "env", "environment"})
+_WSGI_SECOND = frozenset({"start_response", "start_resp", "sr"})
 
 
 class AppLoadError(Exception):
@@ -55,6 +64,43 @@ def load_app(spec: str) -> Handler:
         raise AppLoadError(f"{spec} is a {type(obj).__name__}, not a callable handler(w, r)")
     handler: Handler = obj
     return handler
+
+
+def detect_interface(app: Any) -> tuple[str, str]:
+    """Which interface ``app`` speaks, from its call signature, and why (for the start-up
+    line): ``"asgi"`` for an ``async def app(scope, receive, send)`` (or an object whose
+    ``__call__`` is one), ``"wsgi"`` for ``app(environ, start_response)``, ``"native"`` for
+    ``handler(w, r)``. Raises AppLoadError when it is none of them."""
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):
+        return "native", "no signature to inspect; served as a handler(w, r)"
+    params = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if len(params) < 2 and any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()):
+        return "native", "(*args); served as a handler(w, r)"
+    names = [p.name for p in params]
+    call = None if inspect.isroutine(app) else type(app).__call__
+    is_async = inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call)
+    if is_async and len(params) == 3:
+        return "asgi", f"async ({', '.join(names)})"
+    if len(params) == 2 and (names[0] in _WSGI_FIRST or names[1] in _WSGI_SECOND):
+        return "wsgi", f"({', '.join(names)})"
+    if len(params) == 2:
+        return "native", f"({', '.join(names)})"
+    kind = "an async callable" if is_async else "a callable"
+    raise AppLoadError(
+        f"{_name_of(app)} is {kind} of ({', '.join(names)}): not a handler(w, r), a WSGI "
+        "app(environ, start_response) or an ASGI async app(scope, receive, send)"
+    )
+
+
+def _name_of(app: Any) -> str:
+    name = getattr(app, "__qualname__", None) or type(app).__qualname__
+    return str(name)
 
 
 def one_line(exc: BaseException) -> str:

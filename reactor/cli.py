@@ -7,7 +7,8 @@ signal-driven shutdown, 1 when the server cannot listen (address in use), 2 for 
 an APP that cannot be loaded (one line on stderr, nothing else). It does not serve anything
 itself: ``reactor.run.serve`` runs the server, ``reactor.static`` the files,
 ``reactor.appsource`` loads and reloads APP (``load_app`` and ``AppLoadError`` are
-re-exported here), ``reactor.clichecks`` checks paths and certificates at start-up,
+re-exported here), ``reactor.appserve`` picks the handler for the kind of app it is (and
+runs an ASGI app's lifespan), ``reactor.clichecks`` checks paths and certificates at start-up,
 ``reactor.clilog`` sets up logging, ``reactor.listeners`` adopts inherited sockets,
 ``reactor.workers`` supervises workers and ``reactor.leakcheck`` runs ``reactor leakcheck``.
 Tests: tests/integration/test_cli.py, test_serve_footguns.py, test_workers.py,
@@ -26,7 +27,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .apploader import AppLoadError, load_app
+from .apploader import INTERFACES, AppLoadError, load_app
+from .appserve import app_handler, loop_backend, serve_asgi
 from .appsource import AppSource, PidFile, SourceWatcher, count_requests
 from .clichecks import check_access_log, check_path_flags, load_tls
 from .cliconfig import add_config_flags, config_from_args, parse_count, parse_port, parse_seconds
@@ -161,8 +163,23 @@ def build_parser(command: str | None = None) -> _Parser:
         "--wsgi",
         metavar="MODULE:APP",
         default=None,
-        help="serve a WSGI (PEP 3333) application; it runs on the loop and blocks it while "
-        "it computes: use --workers for more cores",
+        help="serve a WSGI (PEP 3333) application (the same as APP --interface wsgi)",
+    )
+    what.add_argument(
+        "--interface",
+        choices=("auto", *INTERFACES),
+        default="auto",
+        help="what APP is: a handler(w, r) (native), a WSGI app(environ, start_response) or "
+        "an ASGI async app(scope, receive, send); auto tells them apart by the call "
+        "signature and says so at start-up (default: auto)",
+    )
+    what.add_argument(
+        "--threads",
+        type=parse_count,
+        default=None,
+        metavar="N",
+        help="worker threads a WSGI app runs on (the loop keeps the sockets); 0 runs it on "
+        "the loop, for apps that never block (default: 4)",
     )
     what.add_argument(
         "--root",
@@ -285,10 +302,18 @@ def build_parser(command: str | None = None) -> _Parser:
     )
     proc.add_argument(
         "--loop",
-        choices=("selectors", "asyncio", "uvloop"),
-        default="selectors",
+        choices=("auto", "selectors", "asyncio", "uvloop"),
+        default="auto",
         help="event loop: reactor's own (selectors), asyncio, or uvloop (pip install "
-        "'reactor-httpd[uvloop]') (default: selectors)",
+        "'reactor-httpd[uvloop]'); auto: selectors, or for an ASGI app uvloop if installed, else "
+        "asyncio (default: auto)",
+    )
+    proc.add_argument(
+        "--lifespan",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="ASGI lifespan events: on (a failing startup stops the server), off, or auto "
+        "(on if the app speaks it) (default: auto)",
     )
     conf = serve_parser.add_argument_group("configuration")
     conf.add_argument(
@@ -392,8 +417,11 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     if (args.app is not None or args.wsgi is not None) and args.root is not None:
         parser.error("--root serves static files and cannot be combined with an app")
     root = args.root if args.root is not None else "."
-    if args.app is None and args.wsgi is None and not os.path.isdir(root):
-        parser.error(f"--root {root!r} is not a directory")
+    if args.app is None and args.wsgi is None:
+        if args.threads is not None or args.interface != "auto":
+            parser.error("--threads and --interface need an APP to serve")
+        if not os.path.isdir(root):
+            parser.error(f"--root {root!r} is not a directory")
 
     if args.root_path is not None and args.wsgi is None:
         parser.error("--root-path sets the SCRIPT_NAME of a --wsgi app")
@@ -408,20 +436,17 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error(str(exc))
     timed = args.access_log is not None and uses_request_time(args.access_log_format)
 
+    # What the last build made, before the wrappers: the start-up line's name for it, an
+    # ASGI app's lifespan, and the handler whose close() stops WSGI worker threads.
+    built: dict[str, Any] = {"what": None, "lifespan": None, "inner": None}
+
     def build(app: Any) -> Handler:
         """The handler for a freshly imported app (None: the static files)."""
         handler: Handler
-        if args.wsgi is not None:
-            from .wsgi import WSGIHandler
-
-            handler = WSGIHandler(
-                app,
-                script_name=args.root_path or "",
-                multiprocess=workers is not None and workers > 1,
-                url_scheme="https" if args.certfile else "http",
-            )
-        elif args.app is not None:
-            handler = app
+        if args.app is not None or args.wsgi is not None:
+            handler, built["what"] = app_handler(parser, args, app, args.app or args.wsgi, workers)
+            built["lifespan"] = getattr(handler, "lifespan", None)
+            built["inner"] = handler
         else:
             from .static import StaticFiles
 
@@ -447,19 +472,17 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         source.load()
     except AppLoadError as exc:
         parser.error(str(exc))
-    if args.wsgi is not None:
-        what = f"{args.wsgi} (WSGI)"
-    elif args.app is not None:
-        what = args.app
-    else:
-        what = os.path.realpath(root)  # as StaticFiles resolves it
+    # (os.path.realpath as StaticFiles resolves its root)
+    what = built["what"] if built["what"] is not None else os.path.realpath(root)
+    lifespan = built["lifespan"]
 
     ssl_context = None
     if args.certfile:
         ssl_context = load_tls(parser, args.certfile, args.keyfile)
     check_access_log(parser, args.access_log)
 
-    new_loop = _loop_factory(parser, args.loop)
+    loop_name = loop_backend(parser, args.loop, lifespan is not None)
+    new_loop = _loop_factory(parser, loop_name)
     log_config = None
     if args.log_config is not None:
         try:
@@ -495,7 +518,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         count = f"{workers} workers" if workers is not None else "1 process"
         banner = (
             f"reactor: serving {what} on {', '.join(urls)} "
-            f"({args.loop} loop, {count}; Ctrl-C to stop)"
+            f"({loop_name} loop, {count}; Ctrl-C to stop)"
         )
 
         def run_here(parent_pid: int | None, link: Any) -> Any:
@@ -505,15 +528,37 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             if link is not None and args.max_requests:
                 limit = args.max_requests + random.randint(0, args.max_requests_jitter)
                 served = count_requests(served, limit, lambda: _retire(link, limit))
-            return serve(
-                served,
-                config=config,
-                sockets=sockets,
-                ssl_context=ssl_context,
-                loop=new_loop(),
-                parent_pid=parent_pid,
-                ready=lambda server, _urls: _started(server, link, args.worker_timeout, banner),
-            )
+
+            def ready(server: Server, _urls: list[str]) -> None:
+                _started(server, link, args.worker_timeout, banner)
+
+            try:
+                if lifespan is not None:
+                    return serve_asgi(
+                        lifespan,
+                        loop_name,
+                        served,
+                        config=config,
+                        sockets=sockets,
+                        ssl_context=ssl_context,
+                        parent_pid=parent_pid,
+                        ready=ready,
+                    )
+                return serve(
+                    served,
+                    config=config,
+                    sockets=sockets,
+                    ssl_context=ssl_context,
+                    loop=new_loop(),
+                    parent_pid=parent_pid,
+                    ready=ready,
+                )
+            finally:
+                # The WSGI worker threads: the graceful stop waited for their requests
+                # already; what still runs after it is an application that did not return.
+                close = getattr(built["inner"], "close", None)
+                if callable(close):
+                    close(1.0)
 
         if workers is None:
             report = run_here(None, None)

@@ -17,6 +17,7 @@ from typing import Any
 from .channel import Channel
 from .errors import ConnectionClosedError, HijackedError, ProtocolError
 from .http.parser import BODY_CHUNKED, BODY_LENGTH, ChunkedDecoder, RequestHead
+from .loop.base import Loop
 from .loop.futures import Future
 
 __all__ = ["Body", "Request", "StreamingBody"]
@@ -211,6 +212,13 @@ class Request(RequestHead):
             self._scheme = scheme
         if host is not None:
             self.host = host
+
+    @property
+    def loop(self) -> Loop | None:
+        """The loop the request's connection runs on (None once the request is over): what
+        code on another thread hands results back through (``call_soon_threadsafe``)."""
+        channel = self._channel
+        return channel.loop if channel is not None else None
 
     @property
     def local_addr(self) -> Any:

@@ -8,17 +8,20 @@ between pieces), always calling the iterable's ``close()``, ``wsgi.file_wrapper`
 ``environ['reactor.hijack']``. It must not parse HTTP or touch the loop itself: it speaks the
 handler API (``w``, ``r``) only.
 
-The application runs on the loop: while it computes (and while its iterable produces the next
-piece) nothing else is served, as in bjoern. Between two pieces of a response the loop runs, so
-a slow client never makes the server hold a large body. Each request runs its application and
-its iterable in its own ``contextvars`` context, so per-request context (Flask's, Werkzeug's)
-never leaks into a request interleaved with it. Use ``reactor serve --workers N`` for more
+The application runs on the loop (``--threads 0``; reactor/wsgi_threaded.py runs it on
+worker threads instead, with the environ and the ``start_response`` checks defined here):
+while it computes (and while its iterable produces the next piece) nothing else is served, as
+in bjoern. Between two pieces of a response the loop runs, so a slow client never makes the
+server hold a large body. Each request runs its application and its iterable in its own
+``contextvars`` context, so per-request context (Flask's, Werkzeug's) never leaks into a
+request interleaved with it. Use ``reactor serve --workers N`` for more
 cores. Tests: tests/integration/test_wsgi.py.
 """
 
 from __future__ import annotations
 
 import contextvars
+import importlib.metadata
 import io
 import logging
 import os
@@ -32,10 +35,11 @@ from urllib.parse import unquote_to_bytes
 
 from .buffers import BufferPair
 from .errors import BrokenConnectionError, ConnectionClosedError
+from .http.parser import BODY_LENGTH
 from .request import Request
 from .response import ResponseWriter
 
-__all__ = ["FileWrapper", "WSGIApp", "WSGIHandler"]
+__all__ = ["FileWrapper", "WSGIApp", "WSGIHandler", "check_response_head", "iterate_in"]
 
 log = logging.getLogger("reactor.wsgi")
 
@@ -58,6 +62,17 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("reactor")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+#: ``SERVER_SOFTWARE`` in every environ.
+SERVER_SOFTWARE = "reactor/" + _package_version()
 
 #: Bytes a FileWrapper reads per piece when the application does not say.
 FILE_BLOCK_SIZE = 64 * 1024
@@ -90,6 +105,32 @@ class FileWrapper:
             close()
 
 
+def check_response_head(
+    status: str, headers: list[tuple[str, str]]
+) -> tuple[int, list[tuple[str, str]]]:
+    """What ``start_response`` checks (PEP 3333 types, a status like ``200 OK``): returns the
+    status code and the headers without the hop-by-hop ones (dropped with a warning)."""
+    if type(status) is not str:
+        raise TypeError(f"status must be a str, got {type(status).__name__}")
+    code = status[:3]
+    if len(status) < 4 or not code.isdigit() or status[3] != " " or int(code) < 100:
+        raise ValueError(f"status must look like '200 OK', got {status!r}")
+    if type(headers) is not list:
+        raise TypeError(f"headers must be a list, got {type(headers).__name__}")
+    kept: list[tuple[str, str]] = []
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise TypeError(f"each header must be a (name, value) tuple, got {item!r}")
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise TypeError(f"header names and values must be str, got {item!r}")
+        if name.lower() in _HOP_BY_HOP:
+            log.warning("WSGI application sent hop-by-hop header %r; dropped", name)
+            continue
+        kept.append((name, value))
+    return int(code), kept
+
+
 class _Response:
     """The state ``start_response`` and ``write`` share with the handler for one request."""
 
@@ -117,27 +158,8 @@ class _Response:
                 exc_info = None
         elif self.status_line is not None:
             raise AssertionError("start_response() called a second time without exc_info")
-        if type(status) is not str:
-            raise TypeError(f"status must be a str, got {type(status).__name__}")
-        code = status[:3]
-        if len(status) < 4 or not code.isdigit() or status[3] != " " or int(code) < 100:
-            raise ValueError(f"status must look like '200 OK', got {status!r}")
-        if type(headers) is not list:
-            raise TypeError(f"headers must be a list, got {type(headers).__name__}")
-        kept: list[tuple[str, str]] = []
-        for item in headers:
-            if type(item) is not tuple or len(item) != 2:
-                raise TypeError(f"each header must be a (name, value) tuple, got {item!r}")
-            name, value = item
-            if type(name) is not str or type(value) is not str:
-                raise TypeError(f"header names and values must be str, got {item!r}")
-            if name.lower() in _HOP_BY_HOP:
-                log.warning("WSGI application sent hop-by-hop header %r; dropped", name)
-                continue
-            kept.append((name, value))
+        self.status, self.headers = check_response_head(status, headers)
         self.status_line = status
-        self.status = int(code)
-        self.headers = kept
         return self.write
 
     def send_head(self) -> None:
@@ -185,27 +207,39 @@ class WSGIHandler:
         self.multiprocess = multiprocess
         self.url_scheme = url_scheme
         self.errors = errors
+        self._constants: dict[str, Any] = {
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": url_scheme,
+            "wsgi.input_terminated": True,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+        }
 
     def __repr__(self) -> str:
         return f"WSGIHandler({self.app!r})"
 
     # -- environ ---------------------------------------------------------------------------
 
-    def environ(self, w: ResponseWriter, r: Request) -> dict[str, Any] | None:
-        """The environ of one request (None: the path lies outside ``script_name``)."""
+    def environ_head(self, r: Request) -> dict[str, Any] | None:
+        """The environ of one request without its body (``wsgi.input``) and hijack: the CGI
+        variables and the constant ``wsgi.*`` keys (None: the path lies outside
+        ``script_name``). It holds no reactor object, so an application that keeps the
+        environ in its own reference cycles (Flask and Django do) pins none of ours."""
         path = unquote_to_bytes(r.path).decode("latin-1") if r.path[:1] == "/" else r.path
         script = self.script_name
         if script:
             if path != script and not path.startswith(script + "/"):
                 return None
             path = path[len(script) :]
-        body = r.body.read()
         env: dict[str, Any] = {
             "REQUEST_METHOD": r.method,
             "SCRIPT_NAME": script,
             "PATH_INFO": path,
             "QUERY_STRING": r.query,
             "SERVER_PROTOCOL": r.version,
+            "SERVER_SOFTWARE": SERVER_SOFTWARE,
             "REQUEST_URI": r.target,
             "RAW_URI": r.target,
         }
@@ -226,36 +260,41 @@ class WSGIHandler:
                 # nginx and Apache do the same).
                 continue
             key = key.replace("-", "_")
-            if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+            if key == "CONTENT_TYPE":
                 env[key] = value
                 continue
+            if key == "CONTENT_LENGTH":
+                continue  # normalised below, from the parsed length
             key = "HTTP_" + key
             if key in env:
                 env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
             else:
                 env[key] = value
+        if r.body_framing == BODY_LENGTH:
+            # The parser checked the header (digits only, repeated values equal): the
+            # application sees the number, never " 42" or "42, 42".
+            env["CONTENT_LENGTH"] = str(r.content_length)
         if r.host and env.get("HTTP_HOST") != r.host:
             # An absolute-form target's authority overrides the Host header (RFC 9112
             # section 3.2.2), and so does the host a trusted proxy forwarded (reactor.proxy);
             # otherwise the Host header is the host.
             env["HTTP_HOST"] = r.host
+        env.update(self._constants)
+        if r.scheme:  # what a trusted proxy said the client used (reactor.proxy)
+            env["wsgi.url_scheme"] = r.scheme
+        env["wsgi.errors"] = self.errors if self.errors is not None else sys.stderr
+        return env
+
+    def environ(self, w: ResponseWriter, r: Request) -> dict[str, Any] | None:
+        """The environ of one request served on the loop (its body read whole)."""
+        env = self.environ_head(r)
+        if env is None:
+            return None
+        body = r.body.read()
         if body and "CONTENT_LENGTH" not in env:
             env["CONTENT_LENGTH"] = str(len(body))  # a chunked body, now whole
-        env.update(
-            {
-                "wsgi.version": (1, 0),
-                "wsgi.url_scheme": r.scheme or self.url_scheme,  # r.scheme: a proxy's word
-                "wsgi.input": io.BytesIO(body),
-                "wsgi.input_terminated": True,
-                "wsgi.errors": self.errors if self.errors is not None else sys.stderr,
-                "wsgi.multithread": False,
-                "wsgi.multiprocess": self.multiprocess,
-                "wsgi.run_once": False,
-                "wsgi.file_wrapper": FileWrapper,
-                "reactor.hijack": _Hijacker(w),
-                "reactor.request": r,
-            }
-        )
+        env["wsgi.input"] = io.BytesIO(body)
+        env["reactor.hijack"] = _Hijacker(w)
         return env
 
     # -- the handler -----------------------------------------------------------------------
@@ -277,15 +316,12 @@ class WSGIHandler:
                 return
             if isinstance(result, FileWrapper) and await self._send_file(w, response, result):
                 return
-            iterator = iter(result)
+            # A list (the usual response) holds no application code to run in its context.
+            pieces = result if type(result) is list else iterate_in(ctx, result)
             # One piece ahead: a response of one piece goes out with a Content-Length; before
             # each further piece the loop runs until the client has taken the previous ones.
             held = b""
-            while True:
-                try:
-                    data = ctx.run(next, iterator)
-                except StopIteration:
-                    break
+            for data in pieces:
                 if w.hijacked:
                     return
                 if type(data) is not bytes:
@@ -341,6 +377,19 @@ class WSGIHandler:
         response.send_head()
         await w.sendfile(fd, offset=position, count=count)
         return True
+
+
+def iterate_in(ctx: contextvars.Context, result: Iterable[bytes]) -> Iterator[bytes]:
+    """The pieces of a response iterable, each produced in the request's context ``ctx``
+    (a generator's body is the application's code: Flask's stream_with_context relies on
+    it)."""
+    iterator = ctx.run(iter, result)
+    while True:
+        try:
+            data = ctx.run(next, iterator)
+        except StopIteration:
+            return
+        yield data
 
 
 class _Hijacker:

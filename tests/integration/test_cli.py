@@ -352,7 +352,7 @@ def test_serves_an_app_from_the_current_directory(tmp_path: Path) -> None:
         "    w.write(b'app saw ' + r.method.encode() + b' ' + r.path.encode())\n"
     )
     with reactor_serve("mymod:app", cwd=tmp_path) as served:
-        assert b"serving mymod:app on" in served.banner
+        assert b"serving mymod:app (handler(w, r)) on" in served.banner
         conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=5)
         try:
             # Connection: close makes the server end the connection itself once the answer is

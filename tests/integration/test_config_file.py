@@ -58,7 +58,7 @@ def test_print_config_shows_precedence_and_sources(tmp_path: Path) -> None:
         'access_log = "-"  # file',
         'uds_mode = "0o660"  # file',
         "no_server_header = true  # file",
-        'loop = "selectors"  # default',
+        'loop = "auto"  # default',
         "# port =  (not set)",
     ):
         assert line in lines, (line, result.stdout)

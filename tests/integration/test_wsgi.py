@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from wsgiref.validate import validator
@@ -19,6 +20,7 @@ import requests
 
 from reactor.testing import RunningServer, serve_in_thread
 from reactor.wsgi import WSGIHandler
+from reactor.wsgi_threaded import ThreadedWSGIHandler
 from tests.integration.test_cli import reactor_serve, run_cli
 
 Environ = dict[str, Any]
@@ -47,8 +49,15 @@ SHOWN = (
 
 def echo_environ(environ: Environ, start_response: Any) -> Iterable[bytes]:
     shown = {k: environ[k] for k in SHOWN if k in environ}
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    shown["body"] = environ["wsgi.input"].read(length).decode("latin-1")
+    length = environ.get("CONTENT_LENGTH")
+    # wsgi.input_terminated: without a CONTENT_LENGTH (a chunked body), read to the end.
+    if length:
+        body = environ["wsgi.input"].read(int(length))
+    else:  # wsgiref's validator allows read(n) only
+        body = b"".join(iter(lambda: environ["wsgi.input"].read(65536), b""))
+    shown["body"] = body.decode("latin-1")
+    shown["SERVER_SOFTWARE"] = environ["SERVER_SOFTWARE"]
+    shown["keys"] = sorted(k for k in environ if k.startswith("reactor."))
     shown["version"] = list(environ["wsgi.version"])
     shown["has_hijack"] = callable(environ["reactor.hijack"])
     data = json.dumps(shown).encode()
@@ -62,8 +71,29 @@ def session() -> requests.Session:
     return s
 
 
-def served(app: Any, **kwargs: Any) -> Any:
-    return serve_in_thread(WSGIHandler(validator(app), **kwargs))
+@pytest.fixture(params=["loop", "threads"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each test runs on both paths: the app on the loop (--threads 0) and on worker threads."""
+    return str(request.param)
+
+
+@contextmanager
+def served(mode: str, app: Any, validate: bool = True, **kwargs: Any) -> Iterator[RunningServer]:
+    """A server for ``app`` on the path ``mode`` names; a threaded handler's workers must all
+    have returned when the test ends."""
+    if validate:
+        app = validator(app)
+    handler: Any
+    if mode == "threads":
+        handler = ThreadedWSGIHandler(app, threads=2, **kwargs)
+    else:
+        handler = WSGIHandler(app, **kwargs)
+    try:
+        with serve_in_thread(handler) as server:
+            yield server
+    finally:
+        if mode == "threads":
+            assert handler.close(5) == 0
 
 
 def raw(server: RunningServer, data: bytes) -> bytes:
@@ -78,8 +108,8 @@ def raw(server: RunningServer, data: bytes) -> bytes:
 # -- environ -------------------------------------------------------------------------------------
 
 
-def test_environ_from_a_request() -> None:
-    with served(echo_environ) as server, session() as s:
+def test_environ_from_a_request(mode: str) -> None:
+    with served(mode, echo_environ) as server, session() as s:
         response = s.post(
             server.url + "/caf%C3%A9/a%20b?x=1&y=%20",
             data=b"name=value",
@@ -112,14 +142,29 @@ def test_environ_from_a_request() -> None:
     assert env["HTTP_COOKIE"] == "a=1"
     assert env["wsgi.url_scheme"] == "http"
     assert env["version"] == [1, 0]
-    assert env["wsgi.multithread"] is False
+    assert env["wsgi.multithread"] is (mode == "threads")
     assert env["wsgi.multiprocess"] is False
     assert env["wsgi.run_once"] is False
     assert env["has_hijack"] is True
+    assert env["SERVER_SOFTWARE"].startswith("reactor/")
+    # Nothing of reactor's request objects: an app's cycles through environ pin none of them.
+    assert env["keys"] == ["reactor.hijack"]
 
 
-def test_repeated_headers_are_joined_and_a_chunked_body_is_whole() -> None:
-    with served(echo_environ) as server:
+def test_content_length_is_the_parsed_number(mode: str) -> None:
+    with served(mode, echo_environ) as server:
+        out = raw(
+            server,
+            b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length:  003 \r\nConnection: close\r\n\r\nabc",
+        )
+        env = json.loads(out.partition(b"\r\n\r\n")[2])
+        assert (env["CONTENT_LENGTH"], env["body"]) == ("3", "abc")
+        out = raw(server, b"GET /p HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert "CONTENT_LENGTH" not in json.loads(out.partition(b"\r\n\r\n")[2])
+
+
+def test_repeated_headers_are_joined_and_a_chunked_body_is_whole(mode: str) -> None:
+    with served(mode, echo_environ) as server:
         out = raw(
             server,
             b"POST /p HTTP/1.1\r\nHost: t\r\nX-Multi: a\r\nX-Multi: b\r\nCookie: a=1\r\n"
@@ -132,12 +177,13 @@ def test_repeated_headers_are_joined_and_a_chunked_body_is_whole() -> None:
     assert env["HTTP_X_MULTI"] == "a, b"
     assert env["HTTP_COOKIE"] == "a=1; b=2"
     assert env["body"] == "abcde"
-    assert env["CONTENT_LENGTH"] == "5"
+    # On the loop the body is whole before the app runs; on threads it streams (no length).
+    assert env.get("CONTENT_LENGTH") == ("5" if mode == "loop" else None)
     assert "CONTENT_TYPE" not in env
 
 
-def test_script_name_mounts_the_app() -> None:
-    with served(echo_environ, script_name="/app/") as server, session() as s:
+def test_script_name_mounts_the_app(mode: str) -> None:
+    with served(mode, echo_environ, script_name="/app/") as server, session() as s:
         env = s.get(server.url + "/app/x/y", timeout=5).json()
         assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/app", "/x/y")
         env = s.get(server.url + "/app", timeout=5).json()
@@ -148,31 +194,31 @@ def test_script_name_mounts_the_app() -> None:
 # -- responses -----------------------------------------------------------------------------------
 
 
-def test_head_request_gets_headers_only() -> None:
+def test_head_request_gets_headers_only(mode: str) -> None:
     def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return [b"hello"]
 
-    with served(app) as server:
+    with served(mode, app) as server:
         out = raw(server, b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"\r\nContent-Length: 5\r\n" in out
     assert out.endswith(b"\r\n\r\n")
 
 
-def test_write_callable_and_iterable_both_reach_the_client() -> None:
+def test_write_callable_and_iterable_both_reach_the_client(mode: str) -> None:
     def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
         write = start_response("201 Created", [("Content-Type", "text/plain")])
         write(b"written ")
         return [b"and ", b"", b"returned"]
 
-    with served(app) as server, session() as s:
+    with served(mode, app) as server, session() as s:
         response = s.get(server.url, timeout=5)
     assert response.status_code == 201
     assert response.content == b"written and returned"
 
 
-def test_large_streamed_response_with_backpressure() -> None:
+def test_large_streamed_response_with_backpressure(mode: str) -> None:
     piece = bytes(range(256)) * 256  # 64 KiB
     count = 512  # 32 MiB: more than the kernel buffers of a loopback connection hold
 
@@ -180,7 +226,7 @@ def test_large_streamed_response_with_backpressure() -> None:
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return (piece for _ in range(count))
 
-    with served(app) as server, server.connect() as sock:
+    with served(mode, app) as server, server.connect() as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         time.sleep(0.3)  # not reading: the server must wait for us, not buffer 32 MiB
         held = server.call(lambda: [c._writer.buffered() for c in server.server._connections])
@@ -203,7 +249,7 @@ def test_large_streamed_response_with_backpressure() -> None:
     assert decoded == piece * count
 
 
-def test_file_wrapper_sends_the_file(tmp_path: Path) -> None:
+def test_file_wrapper_sends_the_file(tmp_path: Path, mode: str) -> None:
     data = bytes(range(256)) * 1000
     (tmp_path / "f.bin").write_bytes(data)
     closed: list[bool] = []
@@ -223,7 +269,7 @@ def test_file_wrapper_sends_the_file(tmp_path: Path) -> None:
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return environ["wsgi.file_wrapper"](Tracked(), 8192)
 
-    with served(app) as server, session() as s:
+    with served(mode, app) as server, session() as s:
         response = s.get(server.url, timeout=5)
     assert response.content == data
     assert closed == [True]
@@ -296,7 +342,7 @@ class ClosingIterable:
 
 
 @pytest.mark.parametrize("case", ["normal", "fails", "client gone"])
-def test_close_is_always_called(case: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_close_is_always_called(case: str, caplog: pytest.LogCaptureFixture, mode: str) -> None:
     log: list[str] = []
     done = threading.Event()
 
@@ -314,7 +360,7 @@ def test_close_is_always_called(case: str, caplog: pytest.LogCaptureFixture) -> 
         iterable.close = close  # type: ignore[method-assign]
         return iterable
 
-    with serve_in_thread(WSGIHandler(app)) as server:
+    with served(mode, app, validate=False) as server:
         with server.connect() as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             if case == "client gone":
@@ -329,16 +375,16 @@ def test_close_is_always_called(case: str, caplog: pytest.LogCaptureFixture) -> 
         assert "boom in the iterable" in caplog.text
 
 
-def test_exception_before_the_head_gives_500(caplog: pytest.LogCaptureFixture) -> None:
+def test_exception_before_the_head_gives_500(caplog: pytest.LogCaptureFixture, mode: str) -> None:
     def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
         raise ValueError("app failed")
 
-    with served(app) as server, session() as s:
+    with served(mode, app) as server, session() as s:
         assert s.get(server.url, timeout=5).status_code == 500
     assert "app failed" in caplog.text
 
 
-def test_start_response_with_exc_info_replaces_an_unsent_response() -> None:
+def test_start_response_with_exc_info_replaces_an_unsent_response(mode: str) -> None:
     def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain"), ("X-First", "1")])
         try:
@@ -347,14 +393,14 @@ def test_start_response_with_exc_info_replaces_an_unsent_response() -> None:
             start_response("503 Unavailable", [("Content-Type", "text/plain")], sys.exc_info())
         return [b"sorry"]
 
-    with served(app) as server, session() as s:
+    with served(mode, app) as server, session() as s:
         response = s.get(server.url, timeout=5)
     assert response.status_code == 503
     assert "X-First" not in response.headers
     assert response.content == b"sorry"
 
 
-def test_start_response_with_exc_info_after_the_head_reraises() -> None:
+def test_start_response_with_exc_info_after_the_head_reraises(mode: str) -> None:
     def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
 
@@ -369,7 +415,7 @@ def test_start_response_with_exc_info_after_the_head_reraises() -> None:
 
         return body()
 
-    with serve_in_thread(WSGIHandler(app)) as server:
+    with served(mode, app, validate=False) as server:
         out = raw(server, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     # The head went out; the error ends the response without its last chunk.
     assert out.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -378,20 +424,20 @@ def test_start_response_with_exc_info_after_the_head_reraises() -> None:
     assert b"never" not in out
 
 
-def test_second_start_response_without_exc_info_is_an_error() -> None:
+def test_second_start_response_without_exc_info_is_an_error(mode: str) -> None:
     def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"x"]
 
-    with serve_in_thread(WSGIHandler(app)) as server, session() as s:
+    with served(mode, app, validate=False) as server, session() as s:
         assert s.get(server.url, timeout=5).status_code == 500
 
 
 # -- hijack --------------------------------------------------------------------------------------
 
 
-def test_hijack_hands_over_the_socket_and_the_pair() -> None:
+def test_hijack_hands_over_the_socket_and_the_pair(mode: str) -> None:
     def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
         sock, pair = environ["reactor.hijack"]()
         sock.setblocking(True)
@@ -404,7 +450,7 @@ def test_hijack_hands_over_the_socket_and_the_pair() -> None:
         sock.close()
         return []
 
-    with serve_in_thread(WSGIHandler(app)) as server, server.connect() as sock:
+    with served(mode, app, validate=False) as server, server.connect() as sock:
         # The line after the head arrives with it: the pair's reader must have it.
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: echo\r\n\r\nhello\n")
         out = b""
@@ -476,7 +522,7 @@ def brew():
 def test_flask_app_over_the_cli(tmp_path: Path) -> None:
     (tmp_path / "flaskapp.py").write_text(FLASK_APP)
     with reactor_serve("--wsgi", "flaskapp:app", cwd=tmp_path) as srv, session() as s:
-        assert b"serving flaskapp:app (WSGI)" in srv.banner
+        assert b"serving flaskapp:app (WSGI, 4 threads)" in srv.banner
         url = srv.url
         response = s.get(url + "/", timeout=5)
         assert (response.status_code, response.text) == (200, "hello from flask")

@@ -87,6 +87,14 @@ def _gunicorn(ctx: Context, port: int) -> list[str]:
     )  # fmt: skip
 
 
+def _waitress(ctx: Context, port: int) -> list[str]:
+    return _py(
+        ctx, "-m", "waitress", "--threads=4", "--listen", f"127.0.0.1:{port}",
+        "--backlog=4096", "--connection-limit=20000", "--channel-timeout=600",
+        "wsgi_app:app",
+    )  # fmt: skip
+
+
 def _script(name: str) -> Callable[[Context, int], list[str]]:
     def command(ctx: Context, port: int) -> list[str]:
         return _py(ctx, str(APPS / name), "--port", str(port), "--www", str(ctx.www))
@@ -126,7 +134,28 @@ PEERS: dict[str, Peer] = {
             True,
         ),
         Peer(
+            "reactor-wsgi-threads",
+            "reactor ThreadedWSGIHandler (4 threads)",
+            _reactor("wsgi-threads"),
+            "from reactor.wsgi_threaded import ThreadedWSGIHandler",
+            True,
+        ),
+        Peer(
+            "reactor-asgi",
+            "reactor ASGIHandler (uvloop backend)",
+            _reactor("asgi"),
+            "import uvloop; from reactor.asgi import ASGIHandler",
+            True,
+        ),
+        Peer(
             "uvicorn", "uvicorn (httptools + uvloop)", _uvicorn, "import uvicorn, httptools, uvloop"
+        ),
+        Peer(
+            "waitress",
+            "waitress (4 threads)",
+            _waitress,
+            "import waitress",
+            env={"PYTHONPATH": str(APPS)},
         ),
         Peer("aiohttp", "aiohttp (uvloop)", _script("aiohttp_app.py"), "import aiohttp, uvloop"),
         Peer("tornado", "Tornado", _script("tornado_app.py"), "import tornado"),

@@ -226,6 +226,11 @@ def targets(
         per is not None and per <= 0.35 * 1024,
     )  # fmt: skip
     ratio_target("WSGI hello app (issue 7)", "hello", "reactor-wsgi", "gunicorn", 3.0)
+    # Issue 12's targets.
+    threaded = "reactor-wsgi-threads"
+    ratio_target("WSGI hello, 4 threads (issue 12)", "hello", threaded, "gunicorn", 2.0)
+    ratio_target("WSGI hello, 4 threads (issue 12)", "hello", threaded, "waitress", 1.5)
+    ratio_target("ASGI hello app (issue 12)", "hello", "reactor-asgi", BASELINE, 1.2)
     return rows
 
 

@@ -2,7 +2,9 @@
 
 ``--variant selectors`` serves on SelectorLoop, ``asyncio``/``uvloop`` on ``reactor.new_loop(...)``
 (the AsyncioLoop adapter), ``wsgi`` serves tools/bench/apps/wsgi_app.py through
-``reactor.wsgi.WSGIHandler`` on SelectorLoop. Routes: ``/`` (``Hello, World!``), ``/64k``,
+``reactor.wsgi.WSGIHandler`` on SelectorLoop, ``wsgi-threads`` the same app through
+``ThreadedWSGIHandler`` (4 threads), ``asgi`` tools/bench/apps/asgi_app.py through
+``ASGIHandler`` on the uvloop backend. Routes: ``/`` (``Hello, World!``), ``/64k``,
 ``/post`` (answers the body length) and ``/static/...`` (StaticFiles over ``--www``).
 It prints ``ready`` once listening. Started by tools/bench/run.py; not a test.
 """
@@ -53,21 +55,40 @@ def make_handler(www: str) -> Any:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--variant", choices=("selectors", "asyncio", "uvloop", "wsgi"), default="selectors"
+        "--variant",
+        choices=("selectors", "asyncio", "uvloop", "wsgi", "wsgi-threads", "asgi"),
+        default="selectors",
     )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--www", default=".")
     args = parser.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    backend = "selectors"
     if args.variant == "wsgi":
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from wsgi_app import make_app
 
         from reactor.wsgi import WSGIHandler
 
         handler: Any = WSGIHandler(make_app(args.www))
+    elif args.variant == "wsgi-threads":
+        from wsgi_app import make_app
+
+        from reactor.wsgi_threaded import ThreadedWSGIHandler
+
+        handler = ThreadedWSGIHandler(make_app(args.www), threads=4)
+    elif args.variant == "asgi":
+        os.environ.setdefault("BENCH_WWW", args.www)
+        from asgi_app import app
+
+        from reactor.asgi import ASGIHandler
+
+        handler = ASGIHandler(app, lifespan="off")
+        backend = "uvloop"
     else:
         handler = make_handler(args.www)
-    loop = new_loop(args.variant if args.variant in ("asyncio", "uvloop") else "selectors")
+        if args.variant in ("asyncio", "uvloop"):
+            backend = args.variant
+    loop = new_loop(backend)
     # Idle connections must outlive the memory measurement (75 s by default).
     config = ServerConfig(idle_timeout=600.0, backlog=4096)
     server = Server(handler, loop=loop, config=config)
