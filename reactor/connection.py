@@ -44,6 +44,7 @@ from .errors import BrokenConnectionError, ProtocolError
 from .http.headers import Headers
 from .http.parser import BODY_LENGTH, BODY_NONE
 from .http.protocol import FRAMING_LENGTH, ServerProtocol
+from .http.serialize import reason_phrase
 from .http.state import (
     CLOSED,
     CLOSING,
@@ -422,14 +423,21 @@ class Connection(ChannelSide, Deadline, Transport):
         # A write or read after the client went away (a reset, a close) is not the server's
         # error, nor the handler's: one line at INFO, as the static and WSGI paths log it.
         gone = state is CLOSED and isinstance(exc, BrokenConnectionError)
+        # A request body that breaks the protocol (bad chunk framing, a chunk limit), found
+        # as a streaming handler read it: the client's error, answered with its status (as
+        # a buffering handler's body is) and logged as a bad request, not a server error.
+        bad = exc if isinstance(exc, ProtocolError) else None
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame.f_code is Connection._data_received.__code__:
             tb = tb.tb_next
-        text = "" if gone else "".join(traceback.format_exception(type(exc), exc, tb))
+        quiet = gone or bad is not None
+        text = "" if quiet else "".join(traceback.format_exception(type(exc), exc, tb))
         exc.__traceback__ = None
         traceback.clear_frames(tb)
         if gone:
             log.info("the client went away while the handler ran: %s", exc)
+        elif bad is not None:
+            log.info("bad request body from %s: %d %s", self.remote_addr, bad.status, bad)
         else:
             log.error("handler raised\n%s", text.rstrip())
         del exc, tb
@@ -440,7 +448,12 @@ class Connection(ChannelSide, Deadline, Transport):
         if response.head_sent:
             self._end_request(abort=True)
             return
-        response.replace_with_error(500, "500 Internal Server Error")
+        if bad is not None:
+            self._proto.stop_reuse()  # the rest of the body cannot be framed: close after
+            status = bad.status
+            response.replace_with_error(status, f"{status} {reason_phrase(status)}: {bad}")
+        else:
+            response.replace_with_error(500, "500 Internal Server Error")
         self._end_request()
 
     def _end_request(self, abort: bool = False) -> None:

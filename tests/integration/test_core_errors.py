@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from reactor import Request, ResponseWriter
+from reactor import Request, ResponseWriter, streaming
+from reactor.testing import raw_request
 from reactor.wsgi import WSGIHandler
 
 from .wire import ResponseReader, is_closed, recv_all, wait_for
@@ -153,3 +154,28 @@ def test_a_head_that_never_completes_is_not_left_registered_after_eof(serve: Any
     assert is_closed(s)
     s.close()
     assert wait_for(lambda: srv.call(lambda: srv.server.connection_count) == 0)
+
+
+def test_bad_chunk_framing_read_by_a_streaming_handler_is_a_400_not_a_500(
+    serve: Any, caplog: Any
+) -> None:
+    """A streaming handler that awaits a chunked body with broken framing: the ProtocolError
+    comes out of its read. The client gets the error's status and Connection: close, and the
+    log has a bad-request line, not ERROR "handler raised" with a traceback."""
+
+    @streaming
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        data = await r.body.read()
+        w.write(b"got %d" % len(data))
+
+    srv = serve(handler)
+    with caplog.at_level(logging.INFO, logger="reactor"), srv.connect() as s:
+        s.sendall(
+            raw_request("POST", "/", headers=[("Transfer-Encoding", "chunked")])
+            + b"5\r\nhello\r\nzz\r\n"
+        )
+        data = recv_all(s)
+    assert data.startswith(b"HTTP/1.1 400 "), data[:80]
+    assert b"\r\nConnection: close\r\n" in data
+    assert "bad request body" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
