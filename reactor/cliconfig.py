@@ -164,6 +164,26 @@ _LIMIT_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
         "longest chunk-size line of a chunked body in bytes",
     ),
     (
+        "--max-chunk-count",
+        "limits.max_chunk_count",
+        parse_count,
+        "most chunks in a chunked request body (400 above it; 0: no limit)",
+    ),
+    (
+        "--max-chunk-overhead",
+        "limits.max_chunk_overhead",
+        parse_size,
+        "most framing bytes (size lines, extensions, CRLFs, trailers) in a chunked request "
+        "body (400 above it; 0: no limit)",
+    ),
+    (
+        "--max-chunk-excess",
+        "limits.max_chunk_excess",
+        parse_size,
+        "framing bytes of a chunked request body beyond 16 per chunk plus 2 per data byte "
+        "(Go's rule; 400 above it; 0: no limit)",
+    ),
+    (
         "--max-read-ahead",
         "limits.max_read_ahead",
         parse_size,

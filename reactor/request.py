@@ -71,7 +71,7 @@ class Body:
             return data
         if decoder.done:
             return b""
-        out: list[bytes] = []
+        out: list[bytes | bytearray] = []
         pos = reader.pos
         new_pos = decoder.feed(reader.buf, pos, len(reader.buf), out, n)
         reader.consume(new_pos - pos)

@@ -27,6 +27,20 @@ class Limits:
     max_body_size: int = 16 * 1024 * 1024
     #: A chunk-size line including extensions, in bytes; over it: 400. h11 bounds it the same way.
     max_chunk_line: int = 4096
+    #: Chunks in one chunked body (the last, empty one not counted); over it: 400. Each chunk
+    #: costs Python work whatever its size, so a body of one-byte chunks is refused long before
+    #: the body limit (a million of them are 6 MB). No server we compare with counts chunks; a
+    #: 16 MiB body (the body limit) in 64 Ki chunks averages 256 bytes a chunk, and curl and
+    #: requests send files in chunks of 8 KiB or more. 0: no limit.
+    max_chunk_count: int = 64 * 1024
+    #: Framing bytes of one chunked body (size lines with their extensions, the CRLFs, the
+    #: trailer section), whatever the data; over it: 400. Chunks of 256 bytes (see above) need
+    #: under 9 bytes of framing each, so 64 Ki of them fit in 1 MiB. 0: no limit.
+    max_chunk_overhead: int = 1024 * 1024
+    #: Framing bytes beyond what the data pays for, Go's rule since CVE-2023-39326: each chunk
+    #: may carry 16 bytes of framing plus 2 per data byte; the rest adds up, and past this many
+    #: bytes the body is refused with a 400. Go's bound is 16 KiB. 0: no limit.
+    max_chunk_excess: int = 16 * 1024
     #: Unprocessed bytes read ahead of the request being handled (pipelining); past it the
     #: server stops reading until the handler has caught up. Go's bufio reader holds 4 KiB; we
     #: read ahead up to 256 KiB so a burst of pipelined requests is parsed from one buffer.
@@ -43,7 +57,7 @@ class Limits:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.max_body_size, int) or self.max_body_size < 0:
-            raise ValueError(
-                f"Limits.max_body_size must be a non-negative integer, got {self.max_body_size!r}"
-            )
+        for name in ("max_body_size", "max_chunk_count", "max_chunk_overhead", "max_chunk_excess"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"Limits.{name} must be a non-negative integer, got {value!r}")

@@ -912,3 +912,115 @@ def test_crlf_chunked_framing_accepted_at_every_split() -> None:
     for cut in range(len(data) + 1):
         for count_only in (False, True):
             _decode_split(data, cut, count_only)
+
+
+# -- hostile chunk framing (issue 11: overhead, chunk count, trickled size lines) -------------
+
+# The extension of the issue's attack: 16 KiB of data in 64 MiB of extensions.
+_EXT = b";e=" + b"a" * 4000
+
+
+def _fed_until_error(data: bytes, limits: Limits, step: int, count_only: bool) -> int:
+    """Feed ``data`` ``step`` bytes at a time; return how many bytes had been fed when the
+    decoder refused it (ProtocolError with status 400)."""
+    decoder = ChunkedDecoder(limits)
+    buf = bytearray()
+    pos = 0
+    out: list[bytes] | None = None if count_only else []
+    for i in range(0, len(data), step):
+        buf += data[i : i + step]
+        try:
+            pos = decoder.feed(buf, pos, len(buf), out)
+        except ProtocolError as exc:
+            assert exc.status == 400, exc
+            return len(buf)
+        assert not decoder.done
+    raise AssertionError("the body was accepted")
+
+
+@pytest.mark.parametrize("count_only", [False, True])
+def test_extension_bytes_are_bounded_relative_to_the_data(count_only: bool) -> None:
+    # One data byte per 4 KiB of extension, 16 Ki times over: refused once the framing
+    # exceeds the allowance (16 bytes a chunk and 2 per data byte) by 16 KiB, not after 64 MiB.
+    chunk = b"1" + _EXT + b"\r\nx\r\n"
+    data = chunk * 64  # enough to cross the bound many times over
+    fed = _fed_until_error(data, Limits(), 1024, count_only)
+    assert fed <= 16 * 1024 + 2 * len(chunk)
+
+
+def test_extension_within_the_allowance_is_accepted() -> None:
+    # Data pays for framing: 4 KiB chunks may carry 4 KiB lines of extensions.
+    chunk = b"1000" + _EXT[:4000] + b"\r\n" + b"d" * 4096 + b"\r\n"
+    body, _, _ = decode_ok(chunk * 8 + b"0\r\n\r\n")
+    assert body == b"d" * 4096 * 8
+
+
+def test_excess_limit_is_configurable() -> None:
+    # 32 bytes of framing (the line, its CRLF, the CRLF after the data) against 16 + 2 * 1
+    # allowed: 14 over each.
+    chunk = b"1;abcdefghijklmnopqrstuvwxyz\r\nx\r\n"
+    decode_ok(chunk * 7 + b"0\r\n\r\n", Limits(max_chunk_excess=100))
+    decode_error(chunk * 8 + b"0\r\n\r\n", 400, Limits(max_chunk_excess=100))
+    decode_ok(chunk * 1000 + b"0\r\n\r\n", Limits(max_chunk_excess=0))  # 0: no limit
+
+
+def test_framing_bytes_are_bounded_in_absolute_terms() -> None:
+    # Chunks whose data pays for their extensions, so only the absolute bound applies.
+    chunk = b"800" + _EXT[:2000] + b"\r\n" + b"d" * 2048 + b"\r\n"
+    per_chunk = len(chunk) - 2048
+    limits = Limits(max_chunk_overhead=10 * per_chunk)
+    decode_ok(chunk * 9 + b"0\r\n\r\n", limits)
+    decode_error(chunk * 11 + b"0\r\n\r\n", 400, limits)
+    # The default: at most 1 MiB of framing, whatever the data.
+    step = 64 * 1024
+    fed = _fed_until_error(chunk * 1024, Limits(), step, False)
+    assert fed <= (1024 * 1024 // per_chunk + 1) * len(chunk) + step
+    decode_ok(chunk * 20 + b"0\r\n\r\n", Limits(max_chunk_overhead=0))  # 0: no limit
+
+
+def test_trailer_bytes_count_as_framing() -> None:
+    body = b"1\r\nx\r\n0\r\n" + b"X-A: " + b"a" * 90 + b"\r\n\r\n"
+    decode_ok(body, Limits(max_chunk_overhead=200))
+    decode_error(body, 400, Limits(max_chunk_overhead=100))
+
+
+def test_chunk_count_limit() -> None:
+    limits = Limits(max_chunk_count=10)
+    decode_ok(b"1\r\nx\r\n" * 10 + b"0\r\n\r\n", limits)
+    decode_error(b"1\r\nx\r\n" * 11 + b"0\r\n\r\n", 400, limits)
+    decode_ok(b"1\r\nx\r\n" * 100 + b"0\r\n\r\n", Limits(max_chunk_count=0))  # 0: no limit
+
+
+@pytest.mark.parametrize("count_only", [False, True])
+def test_a_million_one_byte_chunks_are_refused_early(count_only: bool) -> None:
+    # The issue's body: 6 MB, within the body limit, one chunk per data byte.
+    data = b"1\r\nx\r\n" * 1_000_000 + b"0\r\n\r\n"
+    decoder = ChunkedDecoder(Limits())
+    out: list[bytes] | None = None if count_only else []
+    with pytest.raises(LimitExceeded) as info:
+        decoder.feed(data, 0, len(data), out)
+    assert info.value.status == 400
+    assert str(Limits().max_chunk_count) in str(info.value)
+
+
+def test_new_limits_are_validated() -> None:
+    for name in ("max_chunk_count", "max_chunk_overhead", "max_chunk_excess"):
+        with pytest.raises(ValueError, match=name):
+            Limits(**{name: -1})
+        assert getattr(Limits(**{name: 0}), name) == 0
+
+
+def test_a_long_size_line_fed_bytewise_is_searched_once() -> None:
+    # A 4 KiB extension trickled a byte per call: each call searches only the new byte
+    # (as the head parser does), not the whole line again.
+    data = b"5" + _EXT[:4000] + b"\r\nhello\r\n0\r\n" + b"X: " + b"t" * 4000 + b"\r\n\r\n"
+    decoder = ChunkedDecoder(Limits())
+    buf = CountingBuffer()
+    CountingBuffer.examined = 0
+    pos = 0
+    out: list[Any] = []
+    for i in range(len(data)):
+        buf.append(data[i])
+        pos = decoder.feed(buf, pos, len(buf), out)
+    assert decoder.done and b"".join(out) == b"hello"
+    assert CountingBuffer.examined <= 4 * len(data)
