@@ -405,7 +405,9 @@ def not_modified(r: Request, etag: str, mtime: int) -> bool:
         tags = [t.strip().removeprefix("W/") for t in inm.split(",")]
         return "*" in tags or etag in tags
     ims = r.headers.get("if-modified-since")
-    if ims is None:
+    # An HTTP-date is ASCII and at most 29 characters (IMF-fixdate; the obsolete forms are no
+    # longer): anything else is not one, and RFC 9110 13.1.3 says to ignore it.
+    if ims is None or len(ims) > _MAX_HTTP_DATE or not ims.isascii():
         return False
     try:
         since = parsedate_to_datetime(ims).timestamp()
@@ -436,21 +438,44 @@ def parse_range(spec: str, size: int) -> tuple[int, int] | str | None:
         return None
     first, last = first.strip(), last.strip()
     if first == "":
-        if not last.isdigit():
+        suffix = _range_number(last)
+        if suffix is None:
             return None
-        suffix = int(last)
         if suffix == 0:
             return "unsatisfiable"
         return (max(0, size - suffix), size)
-    if not first.isdigit() or (last and not last.isdigit()):
+    start = _range_number(first)
+    if start is None:
         return None
-    start = int(first)
-    end = size if not last else min(size, int(last) + 1)
-    if last and int(last) < start:
-        return None
+    if not last:
+        stop = size - 1
+    else:
+        given = _range_number(last)
+        if given is None or given < start:
+            return None
+        stop = given
     if start >= size:
         return "unsatisfiable"
-    return (start, end)
+    return (start, min(size, stop + 1))
+
+
+# A number with more significant digits than this is past any file (2**63 has 19).
+_RANGE_DIGITS = 18
+# Beyond every file size, and cheap to compare: what a longer number stands for.
+_PAST_ANY_FILE: int = 10**_RANGE_DIGITS
+_MAX_HTTP_DATE = 29
+
+
+def _range_number(text: str) -> int | None:
+    """A Range position (RFC 9110 14.1.1: 1*DIGIT): None unless ``text`` is ASCII digits only
+    (``str.isdigit`` alone also takes superscripts and other scripts' digits). A number too
+    long for any file counts as _PAST_ANY_FILE, so int() never sees thousands of digits."""
+    if not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0")
+    if len(digits) > _RANGE_DIGITS:
+        return _PAST_ANY_FILE
+    return int(digits) if digits else 0
 
 
 def _hidden(name: str) -> bool:

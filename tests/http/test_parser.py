@@ -521,6 +521,8 @@ def test_content_length_list_reaches_the_application_as_one_value(
         ((b"Content-Length: \xa05",), 400),
         ((b"Content-Length: 5\x85",), 400),
         ((b"Content-Length: \xd9\xa5",), 400),  # not ASCII digits
+        ((b"Content-Length: \xb2",), 400),  # a superscript: str.isdigit() is true of it
+        ((b"Content-Length: 1\xb9",), 400),
         ((b"Content-Length: " + b"9" * 19,), 413),
         ((b"Content-Length: " + b"9" * 5000,), 413),
         ((b"Transfer-Encoding: gzip",), 501),
@@ -806,6 +808,8 @@ def test_chunked_bodies(data: bytes, body: bytes, trailers: list[tuple[str, str]
         b"-5\r\nhello\r\n0\r\n\r\n",
         b"+5\r\nhello\r\n0\r\n\r\n",
         b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"\xb5\r\nhello\r\n0\r\n\r\n",  # not hex digits, whatever str thinks
+        b"5\xb2\r\nhello\r\n0\r\n\r\n",
         b" 5\r\nhello\r\n0\r\n\r\n",
         b"5 5\r\nhello\r\n0\r\n\r\n",
         b"1" + b"0" * 16 + b"\r\n",  # 17 hex digits: the size line is bounded

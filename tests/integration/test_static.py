@@ -480,6 +480,66 @@ def test_ignored_ranges_send_the_whole_file(server: RunningServer, spec: str) ->
     assert out.endswith(b"\r\n\r\nhello, world\n")
 
 
+def send_latin1(server: RunningServer, target: str, *headers: str) -> bytes:
+    """``send`` with the header values' characters as single bytes (latin-1), as a raw
+    client may send them."""
+    extra = "".join(f"{h}\r\n" for h in headers)
+    head = f"GET {target} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"
+    with server.connect() as sock:
+        sock.sendall(head.encode("latin-1"))
+        raw = b""
+        while data := sock.recv(65536):
+            raw += data
+    return raw
+
+
+# Numbers in a Range are ASCII digits (RFC 9110 14.1.1: 1*DIGIT): str.isdigit() is also true
+# of superscripts, which int() refuses; a bound of thousands of digits is more than int()
+# converts. Neither may reach int(): a malformed range is ignored (the whole file, 200), a
+# huge one is judged by its value (past any file: 416; a last-pos or suffix past the end:
+# clamped to it).
+@pytest.mark.parametrize(
+    ("spec", "status", "body"),
+    [
+        ("bytes=0-\xb2", 200, b"hello, world\n"),
+        ("bytes=\xb2-", 200, b"hello, world\n"),
+        ("bytes=-\xb3", 200, b"hello, world\n"),
+        ("bytes=1\xb9-3", 200, b"hello, world\n"),
+        ("bytes=0-" + "9" * 5000, 206, b"hello, world\n"),
+        ("bytes=-" + "9" * 5000, 206, b"hello, world\n"),
+        ("bytes=" + "0" * 5000 + "7-", 206, b"world\n"),
+        ("bytes=" + "9" * 5000 + "-", 416, None),
+        ("bytes=" + "9" * 5000 + "-" + "9" * 5000, 416, None),
+    ],
+)
+def test_range_numbers_are_ascii_digits_of_any_length(
+    server: RunningServer, spec: str, status: int, body: bytes | None
+) -> None:
+    out = send_latin1(server, "/hello.txt", f"Range: {spec}")
+    head, _, got = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status), out[:300]
+    if body is not None:
+        assert got == body
+    else:
+        assert b"\r\nContent-Range: bytes */13\r\n" in head
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Sun, 06 Nov 2094 08:49:37 GMT".replace("2094", "\xb2\xb2\xb2\xb2"),
+        "Sun, 06 Nov " + "9" * 5000 + " 08:49:37 GMT",
+        "Sun, \xb9\xb2 Nov 2094 08:49:37 GMT",
+        "Sun, 06 Nov 2094 08:49:37 GMT" + " " * 5000 + "x",
+        "9" * 5000,
+    ],
+)
+def test_malformed_if_modified_since_is_ignored(server: RunningServer, value: str) -> None:
+    out = send_latin1(server, "/hello.txt", f"If-Modified-Since: {value}")
+    assert out.startswith(b"HTTP/1.1 200 "), out[:300]
+    assert out.endswith(b"\r\n\r\nhello, world\n")
+
+
 def test_if_range(server: RunningServer) -> None:
     etag = request(server, "/hello.txt")[1]["etag"]
     ok = send(server, "/hello.txt", "Range: bytes=0-4", f"If-Range: {etag}")
