@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from ipaddress import IPv6Address
-from typing import Final
+from typing import Final, NoReturn
 
 from ..errors import LimitExceeded, ProtocolError
 from .chunked import ChunkedDecoder, show
@@ -60,6 +60,8 @@ _REQUEST_LINE_STR_RE = re.compile(
 )
 _REQUEST_LINE_LOOSE_RE = re.compile(r"([^ ]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 _DIGITS_RE = re.compile(r"[0-9]+")
+# The tchars from a position on (a method in progress).
+_TCHARS = re.compile(rb"[" + _TCHAR + rb"]*").match
 _OWS = " \t"
 _EMPTY_LINES_RE = re.compile(rb"(?:\r?\n)*")
 # authority = host [ ":" port ] without userinfo (RFC 9110 4.2.4: userinfo is an error in an
@@ -166,6 +168,7 @@ class RequestParser:
         "_head_start",
         "_limits",
         "_line_done",
+        "_method_checked",
         "_origin",
         "_scan",
     )
@@ -183,6 +186,8 @@ class RequestParser:
         self._head_start = -1  # where the request line begins, once the empty lines are past
         self._scan = 0  # everything before this offset has been searched
         self._line_done = False  # whether the request line's LF has been seen
+        # How far the method's bytes were checked to be tchars (-1: the method is complete).
+        self._method_checked = 0
 
     def parse(self, buf: bytes | bytearray, start: int = 0) -> tuple[RequestHead, int] | None:
         limits = self._limits
@@ -286,11 +291,18 @@ class RequestParser:
                     line_len -= 1
                 if line_len > max_line:
                     raise LimitExceeded(f"request line exceeds {max_line} bytes", status=414)
+                if self._method_checked >= 0:
+                    self._check_method(buf, head_start, end_of_buf)
             else:
                 line_len = nl - head_start - (1 if buf[nl - 1] == 13 else 0)
                 if line_len > max_line:
                     raise LimitExceeded(f"request line exceeds {max_line} bytes", status=414)
                 self._line_done = True
+                # The line is whole: judge it now, not when the head ends (a client that
+                # sends garbage, a TLS ClientHello to the plain port, is answered at once
+                # instead of at the header timeout; nginx, Go and llhttp do the same). A
+                # whole head never comes here: parse() checks it in _parse_new.
+                _check_request_line(bytes(buf[head_start : head_start + line_len]))
         # The head ends at the first empty line: "\n\r\n" or "\n\n" (a bare LF line ending is
         # accepted, RFC 9112 2.2 MAY). Search only the bytes not searched before, and only as
         # far as a head within the limit could end.
@@ -316,6 +328,20 @@ class RequestParser:
             entry = self._parse_new(block)
         return entry, after
 
+    def _check_method(self, buf: bytes | bytearray, head_start: int, end: int) -> None:
+        """The request line has not ended: its method so far must be tchars (RFC 9110
+        5.6.2), each byte looked at once however the line is split. A byte that cannot be
+        part of a method (a TLS record's 0x16, a NUL, a CR before any SP) is a 400 now."""
+        checked = max(self._method_checked, head_start)
+        tchars = _TCHARS(buf, checked, end)
+        stop = tchars.end() if tchars is not None else checked  # it matches the empty string
+        if stop < end:
+            if buf[stop] != 32 or stop == head_start:
+                raise ProtocolError(f"invalid method {show(bytes(buf[head_start : stop + 1]))}")
+            self._method_checked = -1  # the method is whole: the rest waits for the LF
+            return
+        self._method_checked = stop
+
     def _parse_new(self, block: bytes) -> _Entry:
         """Parse and check a head not in the cache (raising for a bad one) and remember it
         when it is small enough: the entry holds only immutable values."""
@@ -334,15 +360,7 @@ class RequestParser:
             raise LimitExceeded(f"request line exceeds {limits.max_request_line} bytes", status=414)
         match = _REQUEST_LINE_STR_RE.fullmatch(line)
         if match is None:
-            loose = _REQUEST_LINE_LOOSE_RE.fullmatch(line)
-            if loose is not None:
-                raise ProtocolError(f"invalid method {show(loose.group(1).encode('latin-1'))}")
-            raw_line = line.encode("latin-1")
-            if _VERSION_LIKE_RE.fullmatch(raw_line) and not raw_line.endswith(
-                (b"HTTP/1.1", b"HTTP/1.0")
-            ):
-                raise ProtocolError(f"unsupported HTTP version in {show(raw_line)}", status=505)
-            raise ProtocolError(f"malformed request line {show(raw_line)}")
+            _request_line_error(line)
         method, target, major, minor = match.groups()
         if major != "1" or (minor != "1" and minor != "0"):
             raise ProtocolError(f"unsupported HTTP version {major}.{minor}", status=505)
@@ -510,6 +528,30 @@ def _cache_for(limits: Limits) -> dict[bytes, _Entry]:
             _CACHES.clear()
         cache = _CACHES[limits] = {}
     return cache
+
+
+def _request_line_error(line: str) -> NoReturn:
+    """The request line (latin-1 text, no CRLF) did not match the grammar: raise with the
+    status and the reason (an invalid method, an unsupported version: 505, or malformed)."""
+    loose = _REQUEST_LINE_LOOSE_RE.fullmatch(line)
+    if loose is not None:
+        raise ProtocolError(f"invalid method {show(loose.group(1).encode('latin-1'))}")
+    raw_line = line.encode("latin-1")
+    if _VERSION_LIKE_RE.fullmatch(raw_line) and not raw_line.endswith((b"HTTP/1.1", b"HTTP/1.0")):
+        raise ProtocolError(f"unsupported HTTP version in {show(raw_line)}", status=505)
+    raise ProtocolError(f"malformed request line {show(raw_line)}")
+
+
+def _check_request_line(raw_line: bytes) -> None:
+    """Check a request line (no CRLF) that arrived before the end of its head as _parse_new
+    will check it: the grammar and the version (the target's form waits for the whole head)."""
+    line = raw_line.decode("latin-1")
+    match = _REQUEST_LINE_STR_RE.fullmatch(line)
+    if match is None:
+        _request_line_error(line)
+    major, minor = match.group(3, 4)
+    if major != "1" or (minor != "1" and minor != "0"):
+        raise ProtocolError(f"unsupported HTTP version {major}.{minor}", status=505)
 
 
 def _field_error(rest: str) -> None:

@@ -1028,3 +1028,57 @@ def test_a_long_size_line_fed_bytewise_is_searched_once() -> None:
         pos = decoder.feed(buf, pos, len(buf), out)
     assert decoder.done and b"".join(out) == b"hello"
     assert CountingBuffer.examined <= 4 * len(data)
+
+
+# -- garbage refused as it arrives (issue 11, item 7) -------------------------------------------
+
+# Heads that are not whole yet but already cannot become valid: the method's bytes are checked
+# as they come, the request line as soon as its LF is here (nginx, Go and llhttp do the same),
+# instead of waiting for the end of the head (or the header timeout).
+EARLY_GARBAGE = [
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),  # a TLS ClientHello's start
+    (b"\x00", 400),
+    (b"G\x01", 400),
+    (b"GET\r", 400),
+    (b"\r\n\r\n\xff", 400),  # after the empty lines a request line may start with
+    (b" GET", 400),
+    (b"GET\t/", 400),
+    (b"GET /\x01 HTTP/1.1\r\n", 400),
+    (b"GET / HTTP/1.1 x\r\n", 400),
+    (b"GET  / HTTP/1.1\r\nHost: a\r\n", 400),
+    (b"GET / HTTP/2.0\r\nHost: a\r\n", 505),
+    (b"GET / HTTP/1.1\n", None),  # a valid line (bare LF ends it, RFC 9112 2.2): wait
+    (b"M-SEARCH * HTTP/1.1\r\nHost: a", None),  # valid so far: the target is judged later
+    (b"x!#$%&'*+-.^_`|~9", None),
+]
+
+
+@pytest.mark.parametrize(("data", "status"), EARLY_GARBAGE)
+def test_garbage_is_refused_before_the_head_ends(data: bytes, status: int | None) -> None:
+    # Whole, then a byte at a time: refused with the status by the last byte at the latest.
+    for way in ("whole", "bytewise"):
+        parser = RequestParser()
+        buf = bytearray()
+        chunks = [data] if way == "whole" else [data[i : i + 1] for i in range(len(data))]
+        try:
+            for chunk in chunks:
+                buf += chunk
+                assert parser.parse(buf, 0) is None
+        except ProtocolError as exc:
+            assert status is not None, (way, exc)
+            assert exc.status == status, (way, exc)
+        else:
+            assert status is None, f"{way}: {data!r} was not refused"
+
+
+def test_a_long_method_trickled_is_checked_as_it_comes() -> None:
+    # A valid method up to the request-line limit, a byte at a time, then a bad byte.
+    parser = RequestParser()
+    buf = bytearray()
+    for _ in range(8000):
+        buf += b"A"
+        assert parser.parse(buf, 0) is None
+    buf += b"\x00"
+    with pytest.raises(ProtocolError) as info:
+        parser.parse(buf, 0)
+    assert info.value.status == 400

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -334,3 +335,42 @@ def test_loop_survives_many_bad_clients(serve: Any) -> None:
     with srv.connect() as s:
         s.sendall(raw_request("POST", "/", body=b"alive"))
         assert recv_until(s, b"alive")
+
+
+def _client_hello() -> bytes:
+    """The first flight of a real TLS client: what it sends to a plain-HTTP port by mistake."""
+    context = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = outgoing.read()
+    assert hello[:1] == b"\x16"  # a TLS handshake record
+    return hello
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (None, 400),  # a TLS ClientHello
+        (b"\x00\x01\x02", 400),
+        (b"GET /\x01 HTTP/1.1\r\n", 400),  # the request line is whole, the head is not
+        (b"GET / HTTP/3.0\r\nHost: a\r\n", 505),
+    ],
+)
+def test_garbage_is_answered_at_once_not_at_the_header_timeout(
+    serve: Any, data: bytes | None, status: int
+) -> None:
+    # The clock never moves, so the header timeout cannot be what answers.
+    clock = FakeClock()
+    calls: list[str] = []
+
+    def handler(w: ResponseWriter, r: Request) -> None:
+        calls.append(r.target)
+
+    srv = serve(handler, clock=clock)
+    with srv.connect() as s:
+        s.sendall(_client_hello() if data is None else data)
+        answer = recv_all(s, 5)
+    assert_error(answer, status)
+    assert calls == []
