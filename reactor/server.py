@@ -241,14 +241,39 @@ class Server:
                 # ECONNABORTED and friends: that one connection is gone; keep going.
                 log.debug("accept failed: %s", exc)
                 continue
-            sock.setblocking(False)
-            if tcp:
-                # Responses are written whole; Nagle would only delay the last segment.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Setting up one connection may fail because its client already left (a reset
+            # in the listen queue: TCP_NODELAY gives EINVAL on some systems, the TLS wrap
+            # ENOTCONN, ECONNRESET or an SSLError): that is the client's business, logged at
+            # DEBUG, and the rest of the batch is still accepted.
+            handshake = None
+            try:
+                sock.setblocking(False)
+                if tcp:
+                    # Responses are written whole; Nagle would only delay the last segment.
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self._ssl_context is not None and not cfg.proxy_protocol:
+                    from .tls import TLSHandshake
+
+                    handshake = TLSHandshake(
+                        self._loop,
+                        self._ssl_context,
+                        sock,
+                        addr,
+                        on_done=self._handshake_done,
+                        on_end=self._handshake_ended,
+                    )
+            except OSError as exc:
+                tls = " before the TLS handshake" if self._ssl_context is not None else ""
+                log.debug("connection from %s gone%s: %s", addr, tls, exc)
+                sock.close()
+                continue
             if cfg.proxy_protocol:
                 self._read_proxy_header(sock, addr)
-                continue
-            self._accepted(sock, addr)
+            elif handshake is not None:
+                self._handshakes.add(handshake)
+                handshake.start()
+            else:
+                self._start_connection(sock, addr)
 
     def _read_proxy_header(self, sock: socket.socket, addr: Any) -> None:
         """``ServerConfig.proxy_protocol``: the PROXY header is read (reactor.proxy) before

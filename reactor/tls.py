@@ -28,6 +28,7 @@ __all__ = [
     "NonBlockingSSLSocket",
     "TLSHandshake",
     "make_context",
+    "wrap_accepted",
 ]
 
 log = logging.getLogger("reactor.tls")
@@ -72,12 +73,31 @@ def make_context(
     return ctx
 
 
+def wrap_accepted(ctx: ssl.SSLContext, sock: socket.socket) -> ssl.SSLSocket:
+    """``sock``, just accepted, wrapped for a server-side handshake; OSError (ssl.SSLError is
+    one) if the client is already gone, ``sock`` then closed.
+
+    A client that reset before the accept leaves a socket whose getpeername() fails with
+    ENOTCONN; SSLSocket's constructor then reads from it and raises ConnectionResetError, or
+    SSLError ("Closed before TLS handshake with data in recv buffer") if the ClientHello's
+    bytes were in flight, after it took the fd over from ``sock`` (the half-made SSLSocket,
+    unreachable, would close it only when collected). So ask first; only a reset between the
+    two calls still reaches the constructor."""
+    try:
+        sock.getpeername()
+        return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    except OSError:
+        sock.close()
+        raise
+
+
 class TLSHandshake:
     """Wraps one accepted socket and drives its handshake with loop events. It reports to
     whoever started it through two callbacks and knows nothing of the server: ``on_done(sock,
     addr)`` with the SSLSocket once the handshake succeeded, and ``on_end(self)`` once it is
     over either way (succeeded, failed, timed out or cancelled). On failure the socket is
-    closed here."""
+    closed here. The constructor raises OSError when the client is gone already
+    (``wrap_accepted``); the socket is then closed too."""
 
     __slots__ = ("_addr", "_loop", "_on_done", "_on_end", "_sock", "_timeout", "_timer")
 
@@ -96,9 +116,7 @@ class TLSHandshake:
         self._addr = addr
         self._on_done: Callable[[ssl.SSLSocket, Any], object] | None = on_done
         self._on_end: Callable[[TLSHandshake], object] | None = on_end
-        self._sock: ssl.SSLSocket | None = ctx.wrap_socket(
-            sock, server_side=True, do_handshake_on_connect=False
-        )
+        self._sock: ssl.SSLSocket | None = wrap_accepted(ctx, sock)
         self._timeout = HANDSHAKE_TIMEOUT if timeout is None else timeout
         self._timer: Any = None
 

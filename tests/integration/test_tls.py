@@ -5,13 +5,16 @@ over the SSLSocket."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -247,3 +250,53 @@ def test_concurrent_tls_clients(tls_server: tuple[str, int, Path]) -> None:
         t.join(10)
     assert len(results) == 20
     assert all(r.startswith(b"HTTP/1.1 200 OK\r\n") for r in results)
+
+
+def _reset(addr: tuple[str, int], data: bytes) -> None:
+    """Connect, send ``data``, and reset the connection (SO_LINGER 0) before the server
+    accepts it."""
+    sock = socket.create_connection(addr, timeout=5)
+    if data:
+        sock.sendall(data)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_resets_before_accept_do_not_break_the_accept_batch(
+    cert: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Clients that reset before the server accepts them (with and without a ClientHello's
+    bytes in flight) cost a DEBUG line each: no ERROR, no traceback, and the clients accepted
+    in the same batch are served."""
+    certfile, keyfile = cert
+    ctx = tls.make_context(str(certfile), str(keyfile))
+    caplog.set_level(logging.DEBUG, logger="reactor")
+    from reactor.server import Server
+
+    def handler(w: Any, r: Any) -> None:
+        w.write(b"served")
+
+    with serve_in_thread(handler) as running:
+        server = Server(handler, loop=running.loop, ssl_context=ctx)
+        host, port = running.call(server.listen, "127.0.0.1", 0)
+        try:
+            # Hold the loop so that every connection below waits in the listen queue and
+            # is taken in one accept batch.
+            release = threading.Event()
+            running.loop.call_soon_threadsafe(release.wait, 10)
+            for data in (b"", b"\x16\x03\x01\x00\x05hello", b"", b"\x16\x03\x01"):
+                _reset((host, port), data)
+            raw = socket.create_connection((host, port), timeout=5)
+            time.sleep(0.1)  # the resets reach the server's kernel
+            release.set()
+            with client_context(certfile).wrap_socket(raw, server_hostname="localhost") as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                assert read_all(sock).endswith(b"\r\n\r\nserved")
+            assert running.call(server._open) == 0
+        finally:
+            running.call(server.close)
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [r.getMessage() for r in errors]
+    failed = [r for r in caplog.records if "before the TLS handshake" in r.getMessage()]
+    assert len(failed) == 4, [r.getMessage() for r in caplog.records]
+    assert all(r.levelno == logging.DEBUG for r in failed)
