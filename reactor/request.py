@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .buffers import Reader
 from .channel import Channel
 from .errors import ConnectionClosedError, HijackedError, ProtocolError
 from .http.parser import BODY_CHUNKED, BODY_LENGTH, ChunkedDecoder, RequestHead
@@ -47,17 +48,20 @@ class Body:
         # Filled when a chunked body's trailer section is read; shared empty until then.
         self.trailers: Sequence[tuple[str, str]] = ()
 
-    def _read_now(self, n: int) -> bytes:
+    def _reader(self) -> Reader:
         channel = self._channel
         if channel is None:
-            if self.complete:
-                return b""
             raise ConnectionClosedError("the request is over; its body can no longer be read")
         if channel.hijacked:
             raise HijackedError(
                 "the connection was hijacked: read the rest of the body from pair.reader"
             )
-        reader = channel.reader
+        return channel.reader
+
+    def _read_now(self, n: int) -> bytes:
+        if self._channel is None and self.complete:
+            return b""
+        reader = self._reader()
         decoder = self._decoder
         if decoder is None:
             if self._remaining == 0:
@@ -89,10 +93,25 @@ class Body:
 
     def skip_rest(self) -> bool:
         """Discard the unread rest if it is all here; return whether the body is complete
-        (the connection calls it when the handler returned without reading all of it)."""
-        while not self.complete:
-            if not self._read_now(1 << 20):
-                return self.complete
+        (the connection calls it when the handler returned without reading all of it).
+        Nothing is copied: held bytes are consumed, a chunked body is only scanned."""
+        if self.complete:
+            return True
+        reader = self._reader()
+        decoder = self._decoder
+        pos = reader.pos
+        if decoder is None:
+            skip = min(self._remaining, len(reader.buf) - pos)
+            self._remaining -= skip
+        else:
+            skip = decoder.feed(reader.buf, pos, len(reader.buf)) - pos
+            if decoder.done:
+                self.trailers = decoder.trailers
+        reader.consume(skip)
+        if self._remaining or (decoder is not None and not decoder.done):
+            return False
+        self.complete = True
+        self._channel = None
         return True
 
 

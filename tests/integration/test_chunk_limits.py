@@ -119,3 +119,30 @@ def test_chunk_limit_flags_set_the_limits() -> None:
         1024,
         0,
     )
+
+
+def test_unread_bodies_are_skipped_and_the_connection_reused(serve: Any) -> None:
+    # A buffering handler that never reads its body: the held body (chunked, with a trailer,
+    # or by length) is discarded after it returns, and the next request on the connection
+    # is parsed from the bytes right after it.
+    seen: list[str] = []
+
+    def handler(w: ResponseWriter, r: Request) -> None:
+        seen.append(r.target)
+        w.write(r.target.encode())
+
+    srv = serve(handler)
+    chunked = HEAD.replace(b"POST / ", b"POST /chunked ")
+    with socket.create_connection(srv.address) as sock:
+        sock.sendall(
+            chunked
+            + b"5;x=y\r\nhello\r\n" * 1000
+            + b"0\r\nX-Sum: 1\r\n\r\n"
+            + b"POST /length HTTP/1.1\r\nHost: a\r\nContent-Length: 70000\r\n\r\n"
+            + b"z" * 70000
+            + b"GET /last HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        reader = ResponseReader(sock)
+        bodies = [reader.read(method).body for method in ("POST", "POST", "GET")]
+    assert bodies == [b"/chunked", b"/length", b"/last"]
+    assert seen == ["/chunked", "/length", "/last"]
