@@ -34,7 +34,7 @@ pytest: $(VENV)/.test
 test: lint typecheck pytest
 
 # `make leakcheck`: the long pass of `reactor leakcheck` (make test runs a fast pass).
-LEAKCHECK_REQUESTS ?= 5000
+LEAKCHECK_REQUESTS ?= 1000
 .PHONY: leakcheck
 leakcheck: $(VENV)/.test
 	$(PY) tools/leakcheck.py --requests $(LEAKCHECK_REQUESTS) --summary leakcheck-summary.md

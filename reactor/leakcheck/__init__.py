@@ -41,17 +41,18 @@ import shutil  # noqa: F401  (tests patch leakcheck.shutil.which: no Graphviz)
 
 from .app import BuiltinApp
 from .client import Client, ClientConn, LeakcheckError
-from .command import add_arguments, build_parser, main, run_from_args
+from .command import MAKE_REQUESTS, add_arguments, build_parser, main, run_from_args
 from .explain import describe, render_chain
 from .harness import Harness
 from .measure import Options, ScenarioResult, run_scenario
-from .report import Report, format_details, format_line, format_table, run
+from .report import Report, format_details, format_line, format_logged, format_table, run
 from .scenarios import SCENARIOS, Scenario
 from .tracked import TRACKED_TYPES, count_objects
 from .userapp import APP_SCENARIOS
 
 __all__ = [
     "APP_SCENARIOS",
+    "MAKE_REQUESTS",
     "SCENARIOS",
     "TRACKED_TYPES",
     "BuiltinApp",
@@ -69,6 +70,7 @@ __all__ = [
     "describe",
     "format_details",
     "format_line",
+    "format_logged",
     "format_table",
     "main",
     "render_chain",

@@ -2,8 +2,9 @@
 
 Owns LeakcheckError (a scenario could not run as written), the request bytes (the same bytes
 as ``reactor.testing.raw_request``; see ``build_request`` for why not through it), the Target
-of the APP scenarios, Client (connect, and wait while pumping the loop with
-``reactor.testing.run_until``, the helper the tests use) and
+of the APP scenarios (a script of requests with their host, headers and body, the cookies
+carried from one response to the next request, the statuses seen), Client (connect, and
+wait while pumping the loop with ``reactor.testing.run_until``, the helper the tests use) and
 ClientConn (non-blocking send, and reading responses: Content-Length, chunked, to EOF, 1xx
 skipped; reset with RST). It never waits without pumping the loop: the server runs on the same
 thread. Tests: tests/leaks/test_leakcheck.py.
@@ -11,16 +12,25 @@ thread. Tests: tests/leaks/test_leakcheck.py.
 
 from __future__ import annotations
 
+import collections
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..loop.selector import SelectorLoop
 from ..testing import run_until
 
-__all__ = ["WAIT", "Client", "ClientConn", "LeakcheckError", "Target", "build_request"]
+__all__ = [
+    "WAIT",
+    "Client",
+    "ClientConn",
+    "LeakcheckError",
+    "Step",
+    "Target",
+    "build_request",
+]
 
 # Seconds any one client wait may take before the scenario is declared stuck.
 WAIT = 10.0
@@ -38,13 +48,14 @@ def build_request(
     *,
     chunked: bool = False,
     length: bool = True,
+    host: str = "leakcheck",
 ) -> bytes:
-    """One request with ``Host: leakcheck``: a Content-Length for a body and for a POST or PUT
-    (unless ``length`` is false: the caller gives its own); ``chunked`` sends the body as two
-    chunks. The bytes are those of ``reactor.testing.raw_request``, built here without its
-    checks: going through it leaves more of CPython's list free list filled at the end of a
-    scenario and shifts the tracemalloc bytes per connection."""
-    lines = [f"{method} {path} HTTP/1.1", "Host: leakcheck"]
+    """One request with ``Host: leakcheck`` (or ``host``): a Content-Length for a body and for
+    a POST or PUT (unless ``length`` is false: the caller gives its own); ``chunked`` sends
+    the body as two chunks. The bytes are those of ``reactor.testing.raw_request``, built
+    here without its checks: going through it leaves more of CPython's list free list filled
+    at the end of a scenario and shifts the tracemalloc bytes per connection."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
     lines.extend(f"{name}: {value}" for name, value in headers)
     if chunked:
         lines.append("Transfer-Encoding: chunked")
@@ -58,17 +69,79 @@ def build_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
 
 
+# Methods sent without the --data body.
+_NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+
+
 @dataclass(frozen=True)
-class Target:
-    """What the APP scenarios send."""
+class Step:
+    """One request of the APP scenarios' script (``--path``, ``--path 'POST /login'``)."""
 
     method: str = "GET"
     path: str = "/"
-    body: bytes = b""
 
-    def request(self, close: bool = False) -> bytes:
-        headers = [("Connection", "close")] if close else []
-        return build_request(self.method, self.path, headers, self.body)
+
+class Target:
+    """What the APP scenarios send: the script of requests, cycled (one ``--path`` each), with
+    ``host``, the extra ``headers`` and the ``body`` (for methods that take one); the cookies
+    the responses set are sent with the next requests (a login flow), and the statuses are
+    counted (``expect_status``: any other one is a LeakcheckError)."""
+
+    def __init__(
+        self,
+        steps: Sequence[Step] = (Step(),),
+        host: str = "localhost",
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        expect_status: int | None = None,
+        keep_cookies: bool = True,
+    ) -> None:
+        self.steps = tuple(steps) or (Step(),)
+        self.host = host
+        self.headers = tuple(headers)
+        self.body = body
+        self.expect_status = expect_status
+        self.keep_cookies = keep_cookies
+        self.cookies: dict[str, str] = {}
+        self.statuses: collections.Counter[int] = collections.Counter()
+        self._next = 0
+
+    def request(self, close: bool = False) -> tuple[bytes, Step]:
+        """The next request of the script (bytes) and its step."""
+        step = self.steps[self._next % len(self.steps)]
+        self._next += 1
+        headers = list(self.headers)
+        if self.cookies:
+            headers.append(("Cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items())))
+        if close:
+            headers.append(("Connection", "close"))
+        body = b"" if step.method in _NO_BODY else self.body
+        return build_request(step.method, step.path, headers, body, host=self.host), step
+
+    def answered(self, step: Step, status: int, headers: dict[str, str]) -> None:
+        """A response came: count its status, keep its cookies, check ``expect_status``."""
+        self.statuses[status] += 1
+        cookies = headers.get("set-cookie", "") if self.keep_cookies else ""
+        for line in cookies.split("\n"):
+            pair, _, attrs = line.partition(";")
+            name, eq, value = pair.partition("=")
+            name = name.strip()
+            if not eq or not name:
+                continue
+            if not value.strip() or "max-age=0" in attrs.lower().replace(" ", ""):
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value.strip()
+        if self.expect_status is not None and status != self.expect_status:
+            raise LeakcheckError(
+                f"{step.method} {step.path} answered {status}, expected {self.expect_status}"
+                + (" (is --host right?)" if status == 400 else "")
+            )
+
+    def reset(self) -> None:
+        """Back to the script's first request, without cookies (a scenario's start)."""
+        self._next = 0
+        self.cookies.clear()
 
 
 class Client:
@@ -77,6 +150,17 @@ class Client:
     def __init__(self, loop: SelectorLoop, address: tuple[str, int]) -> None:
         self.loop = loop
         self.address = address
+        #: Connections made and responses read: the progress line's count.
+        self.connections = 0
+        self.responses = 0
+        #: Called after each connection and response while a progress line is shown.
+        self.tick: Callable[[], None] | None = None
+        #: The connections not closed yet (closed by ``close_all`` when a scenario stops).
+        self.open: set[ClientConn] = set()
+
+    def close_all(self) -> None:
+        for conn in list(self.open):
+            conn.close()
 
     def pump(self, timeout: float = 0.0) -> None:
         self.loop.run_once(timeout)
@@ -93,13 +177,18 @@ class Client:
         # the server accepts: a blocking connect cannot wait for our own loop.
         sock = socket.create_connection(address or self.address, timeout=WAIT)
         sock.setblocking(False)
-        return ClientConn(self, sock)
+        self.connections += 1
+        if self.tick is not None:
+            self.tick()
+        conn = ClientConn(self, sock)
+        self.open.add(conn)
+        return conn
 
 
 class ClientConn:
     """One client connection: sends, and reads responses with its own buffer."""
 
-    __slots__ = ("buf", "client", "eof", "sock")
+    __slots__ = ("__weakref__", "buf", "client", "eof", "sock")
 
     def __init__(self, client: Client, sock: socket.socket) -> None:
         self.client = client
@@ -111,15 +200,31 @@ class ClientConn:
         view = memoryview(data)
         deadline = time.monotonic() + WAIT
         while view:
-            try:
-                n = self.sock.send(view)
-            except BlockingIOError:
-                n = 0
+            n = self._send_some(view)
             view = view[n:]
             if view:
                 if time.monotonic() > deadline:
                     raise LeakcheckError("timed out sending a request")
                 self.client.pump(0.002)
+
+    # The loop is pumped (and the handler runs) outside the ``except BlockingIOError``
+    # blocks: inside one, every exception an application raises would be chained to ours
+    # ("During handling of the above exception...") in its traceback.
+
+    def _send_some(self, view: memoryview) -> int:
+        try:
+            return self.sock.send(view)
+        except BlockingIOError:
+            return 0
+
+    def _recv_some(self) -> bytes | None:
+        """What recv gives (b"" at EOF or reset), or None when nothing is there yet."""
+        try:
+            return self.sock.recv(65536)
+        except BlockingIOError:
+            return None
+        except ConnectionError:
+            return b""
 
     def _fill(self) -> bool:
         """Receive once (pumping the loop while nothing came); False at EOF."""
@@ -127,15 +232,12 @@ class ClientConn:
             return False
         deadline = time.monotonic() + WAIT
         while True:
-            try:
-                data = self.sock.recv(65536)
-            except BlockingIOError:
+            data = self._recv_some()
+            if data is None:
                 if time.monotonic() > deadline:
-                    raise LeakcheckError("timed out waiting for the server") from None
+                    raise LeakcheckError("timed out waiting for the server")
                 self.client.pump(0.002)
                 continue
-            except ConnectionError:
-                data = b""
             if not data:
                 self.eof = True
                 return False
@@ -185,9 +287,15 @@ class ClientConn:
             for line in lines[1:]:
                 if line:
                     name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
+                    name = name.strip().lower()
+                    if name == "set-cookie" and name in headers:
+                        value = headers[name] + "\n" + value.strip()  # one per line
+                    headers[name] = value.strip()
             if not 100 <= status < 200 or status == 101:
                 break
+        self.client.responses += 1
+        if self.client.tick is not None:
+            self.client.tick()
         if head_only or status == 101 or status in (204, 304):
             return status, headers, b""
         if "chunked" in headers.get("transfer-encoding", ""):
@@ -211,7 +319,8 @@ class ClientConn:
     def reset(self) -> None:
         """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
+        self.close()
 
     def close(self) -> None:
         self.sock.close()
+        self.client.open.discard(self)

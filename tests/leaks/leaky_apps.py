@@ -8,6 +8,11 @@ find each leak (exit status 1) and name its culprit in the back-reference chain.
 - ``byte_hoarding``: keeps 4 KiB of bytes per request in ``KEPT_BYTES``: no object count
   grows (bytes are not tracked by the GC), only tracemalloc's retained bytes show it.
 - ``clean``: leaks nothing (the control).
+- ``login_flow``: ``POST /login`` sets a cookie that ``/private`` needs (403 without it, or
+  without the right Host and X-Token).
+- ``raising``: every request raises (the traceback must be shown once).
+- ``own_cycle``: an object of its own that refers to itself, made per request and captured
+  nothing of reactor's: the application's cycle (``cycles``, exit 0 unless ``--strict``).
 """
 
 from __future__ import annotations
@@ -58,3 +63,32 @@ def wsgi_hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     """A WSGI app for the ``--wsgi`` path."""
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
     return [b"hello"]
+
+
+def login_flow(w: ResponseWriter, r: Request) -> None:
+    if r.headers.get("host") != "app.example" or r.headers.get("x-token") != "t0k3n":
+        w.write_header(403)
+        return
+    if r.method == "POST" and r.path == "/login" and r.body.read() == b"user=ann":
+        w.headers.set("Set-Cookie", "session=ann-1; Path=/; HttpOnly")
+        w.write(b"welcome")
+    elif r.path == "/private" and "session=ann-1" in r.headers.get("cookie", ""):
+        w.write(b"private")
+    else:
+        w.write_header(403)
+
+
+def raising(w: ResponseWriter, r: Request) -> None:
+    raise ValueError("the view failed")
+
+
+class Node:
+    """Refers to itself: freed only by the cyclic GC."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def own_cycle(w: ResponseWriter, r: Request) -> None:
+    Node()
+    w.write(b"cycle of my own")
