@@ -5,8 +5,10 @@ What it adds: a retained-memory threshold (``--max-bytes-per-conn``, default 102
 bytes per connection, the hijack memory target of docs/hijack.md) so that a scenario which
 frees every object but still grows the heap fails too; and ``--summary`` defaults to
 ``leakcheck-summary.md`` so CI can attach the table. Everything else (``--requests``,
-``--scenario``, ``--json``, ``--graph``, APP) is the library's. Exit status: 0 clean, 1 leak or
-threshold exceeded, 2 usage. Used by ``make leakcheck``; tests: tests/leaks/test_leakcheck.py.
+``--warmup``, ``--scenario``, ``--strict``, ``-v``, ``--json``, ``--graph``, APP and the
+request options) is the library's. Exit status: 0 clean or cycles, 1 leak, a failure or the
+threshold exceeded, 2 usage. Used by ``make leakcheck`` (``--requests 1000``); tests:
+tests/leaks/test_leakcheck.py.
 
 Usage: python tools/leakcheck.py [--requests N] [--max-bytes-per-conn B] [leakcheck options]
 """

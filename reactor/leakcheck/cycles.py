@@ -98,6 +98,7 @@ class PinnedGroup:
 @dataclass
 class CycleReport:
     objects: int = 0
+    requests: int = 0  # the requests whose garbage this is (the first round's)
     groups: list[CycleGroup] = field(default_factory=list)
     pinned: list[PinnedGroup] = field(default_factory=list)
 
@@ -116,7 +117,7 @@ class CycleReport:
                 holds = f", and with it {', '.join(p.holds)}" if p.holds else ""
                 out.append(
                     f"the application's cycle captures reactor's {p.type}{holds} "
-                    f"({p.count} of them; {p.via})"
+                    f"({p.count} in {self.requests} requests; {p.via})"
                 )
         return out
 
@@ -240,7 +241,7 @@ def _anchor(obj: object) -> str:
 
 def analyse_garbage(garbage: Sequence[object], requests: int) -> CycleReport:
     """Sort out ``garbage`` (what one ``gc.collect()`` found after ``requests`` requests)."""
-    report = CycleReport(objects=len(garbage))
+    report = CycleReport(objects=len(garbage), requests=requests)
     if not garbage:
         return report
     nodes = list(garbage)

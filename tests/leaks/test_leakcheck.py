@@ -303,8 +303,16 @@ def test_graph_without_graphviz_says_how_to_render(
     assert "TimerHandle" in dot.read_text() and not png.exists()
 
 
-def test_help_explains_every_scenario_and_make_leakcheck() -> None:
-    done = run_cli("--help")
+@pytest.mark.parametrize("command", [["-m", "reactor.leakcheck"], ["-m", "reactor", "leakcheck"]])
+def test_help_explains_every_scenario_and_make_leakcheck(command: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, *command, "--help"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
     assert done.returncode == 0
     assert done.stdout.startswith("usage: reactor leakcheck")
     for scenario in [*SCENARIOS.values(), *leakcheck.APP_SCENARIOS.values()]:
