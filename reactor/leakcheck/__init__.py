@@ -5,29 +5,34 @@ scenario), client sockets driven from the same thread (non-blocking, pumping the
 ``run_once`` while they wait), the named scenarios, the checks and the report. It must not
 touch the network beyond loopback, install anything, or leave the cyclic GC disabled.
 
-For each scenario, after a short warm-up (first-use caches), the cyclic GC is collected and
-disabled, then: objgraph counts reactor's per-connection objects (Connection, Request, Body,
-ResponseWriter, Task/Future, armed timer and callback handles, parser, decoder, buffers,
-sockets) and the loop's registrations and armed timers; the traffic runs; the loop is pumped
-until idle; the counts must be back at the baseline (parked hijacks may keep only the socket and
-the pair while they are parked); ``gc.collect()`` (saving what it finds) must find nothing;
-tracemalloc gives the retained bytes per connection and the top growth sites;
-``objgraph.growth()`` lists the types that grew (a type that grew by one or more objects per
-request is a leak too). A leak gets one leaked object explained: the back-reference chain from a
-root (a module, the loop, the server) down to it, in words; for cyclic garbage, the cycle.
+For each scenario, after ``--warmup`` requests (first-use caches), the cyclic GC is collected
+and disabled, the baseline taken (reactor's per-connection objects, the loop's registrations
+and armed timers, a tracemalloc snapshot), and the requests run in three rounds; after each,
+``gc.collect()`` (saving what it finds) and the objects alive by type and the traced bytes.
+The verdict: *clean* (reference counting freed everything), *cycles* (nothing survives the
+collector but cycles needed it: their types, per request, the shortest one and where it was
+made, reactor's own or the application's) or *leak* (a type that grew in every round after
+the first, or reactor's objects, connections, fds or timers left: the back-reference chain
+from a root of one object per leaked type). Reactor's objects in a cycle, or captured by the
+application's cycle, always fail; what reactor hands over in the WSGI environ rides along.
 
 Also drives a user's handler (``APP`` as ``module:callable``, or ``--wsgi module:app`` through
-``reactor.wsgi.WSGIHandler`` when that module exists). Exit status: 0 clean, 1 leak (or a
-scenario that failed), 2 usage errors. Tests: tests/leaks/test_leakcheck.py.
+``reactor.wsgi.WSGIHandler`` when that module exists) with real requests (``--path``,
+``--host``, ``--header``, ``--data``, cookies carried). Exit status: 0 clean or cycles, 1 leak
+or a failure (cycles with ``--strict``), 2 usage errors. Tests: tests/leaks/test_leakcheck.py,
+tests/leaks/test_leakcheck_apps.py.
 
 The modules, lowest first:
 
 - ``tracked``: the types counted, ``count_objects``, the baseline, the looks inside the loop;
-- ``client``: requests (``reactor.testing.raw_request``), Client and ClientConn;
+- ``client``: requests (``reactor.testing.raw_request``), the APP requests (Target), Client
+  and ClientConn;
 - ``app``: the built-in scenarios' handler;
 - ``harness``: what a scenario drives (settle, wait, checkpoints);
 - ``scenarios`` and ``userapp``: SCENARIOS and APP_SCENARIOS;
 - ``explain``: a leaked object's chain or cycle in words, and as a graph;
+- ``cycles``: the collector's garbage sorted out (the cycles, whose, what they pin);
+- ``applog``: what is logged while a scenario runs, once each with a count;
 - ``measure``: one scenario run and checked (``run_scenario``);
 - ``report``: the lines, the table, the JSON, ``run``;
 - ``command``: the options, ``run_from_args`` and ``main`` (also ``python -m reactor.leakcheck``).

@@ -92,3 +92,13 @@ class Node:
 def own_cycle(w: ResponseWriter, r: Request) -> None:
     Node()
     w.write(b"cycle of my own")
+
+
+def wsgi_environ_cycle(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """A WSGI app whose per-request object refers to itself and holds the environ (as
+    Django's request and its AuthenticationMiddleware lambda do): the application's cycle,
+    with what reactor put in the environ riding along."""
+    request: dict[str, Any] = {"environ": environ}
+    request["self"] = request
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]

@@ -92,6 +92,33 @@ def test_flask_cycle_capturing_reactors_writer_fails(capsys: Any) -> None:
     assert "closure variable 'hijack' -> reactor.wsgi._Hijacker" in out
 
 
+@pytest.mark.parametrize("reactor_request", [True, False])
+def test_environ_in_an_application_cycle_is_the_applications(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch, reactor_request: bool
+) -> None:
+    """With or without environ['reactor.request'] (issue 12 removes it), an application
+    cycle that holds the environ is the application's: reactor's objects in the environ are
+    passengers, not a failure."""
+    from reactor import wsgi
+
+    if not reactor_request:
+        build = wsgi.WSGIHandler.environ
+
+        def without_request(self: Any, w: Any, r: Any) -> Any:
+            env = build(self, w, r)
+            if env is not None:
+                env.pop("reactor.request", None)
+            return env
+
+        monkeypatch.setattr(wsgi.WSGIHandler, "environ", without_request)
+    app = "tests.leaks.leaky_apps:wsgi_environ_cycle"
+    status, out = run_main(capsys, "--wsgi", app, *SMALL, "-v")
+    assert status == 0, out
+    assert " cycles " in out.splitlines()[0] and "FAIL" not in out and "CAPTURED" not in out
+    assert "handed over by reactor in the WSGI environ ['reactor.hijack']" in out
+    assert ("['reactor.request']" in out) is reactor_request
+
+
 @pytest.fixture(scope="module")
 def djsite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = tmp_path_factory.mktemp("djsite")
