@@ -31,7 +31,7 @@ import os
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -269,12 +269,11 @@ def _measure(
     before = tracemalloc.take_snapshot().filter_traces(_frame_filter())
     # The measurements are kept as ints in lists made before the first round: a tuple per
     # round would itself be an object that grows with the rounds. The bytes per round are
-    # tracemalloc's total less what this function keeps (the counts by type), measured as it
-    # is kept: filtering a snapshot per round would cost seconds.
+    # tracemalloc's total less what this function keeps (the counts by type, _own_bytes):
+    # filtering a snapshot per round would cost seconds.
     done_at: list[int] = [0]
     objects_at: list[int] = [len(gc.get_objects())]
     bytes_at: list[int] = [tracemalloc.get_traced_memory()[0]]
-    own_bytes = 0
 
     ticker = _Ticker(scenario.name, requests, h, options.progress)
     if options.progress is not None:
@@ -295,14 +294,13 @@ def _measure(
         del garbage
         gc.collect()  # frees what was saved
         done_at.append(done)
-        bytes_at.append(tracemalloc.get_traced_memory()[0] - own_bytes)
-        kept = tracemalloc.get_traced_memory()[0]
+        own = _own_bytes(stats, done_at, objects_at, bytes_at)
+        bytes_at.append(tracemalloc.get_traced_memory()[0] - own)
         # By type object, named at the end (objgraph.typestats names every object: slow).
         counts = collections.Counter(map(type, gc.get_objects()))
         counts[collections.Counter] -= i  # the counts of the rounds before
         stats.append(counts)
         del counts
-        own_bytes += tracemalloc.get_traced_memory()[0] - kept
         objects_at.append(sum(stats[-1].values()))
     ticker.tell(done)
     result.points = list(zip(done_at, objects_at, bytes_at, strict=True))
@@ -406,6 +404,20 @@ def _site(frame: tracemalloc.Frame) -> str:
     line = linecache.getline(frame.filename, frame.lineno).strip()
     text = f"{where(frame.filename)}:{frame.lineno}"
     return f"{text} ({line[:60]})" if line else text
+
+
+def _own_bytes(stats: list[collections.Counter[type]], *series: list[int]) -> int:
+    """What the measurements so far take: the lists, each Counter, their large ints (the
+    type objects the Counters are keyed by are not theirs)."""
+
+    def ints(values: Iterable[int]) -> int:
+        return sum(sys.getsizeof(v) for v in values if not -5 <= v <= 256)
+
+    return (
+        sys.getsizeof(stats)
+        + sum(sys.getsizeof(c) + ints(c.values()) for c in stats)
+        + sum(sys.getsizeof(s) + ints(s) for s in series)
+    )
 
 
 def _bytes_growth(points: list[tuple[int, int, int]]) -> float:
