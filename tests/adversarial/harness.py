@@ -20,6 +20,7 @@ import re
 import select
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -226,12 +227,17 @@ def _recv(sock: socket.socket, deadline: float, eof_ok: bool = False) -> bytes:
     return data
 
 
-def get(port: int, path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:
-    """One GET on a new connection; (status, body)."""
-    with connect(port, timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        status, _, body = read_response(sock, timeout)
-        return status, body
+def get(
+    port: int, path: str = "/", timeout: float = 5.0, tls: ssl.SSLContext | None = None
+) -> tuple[int, bytes]:
+    """One GET on a new connection (over TLS with ``tls``); (status, body)."""
+    with connect(port, timeout) as plain:
+        sock = tls.wrap_socket(plain, server_hostname=HOST) if tls is not None else plain
+        with sock:
+            request = f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            sock.sendall(request.encode())
+            status, _, body = read_response(sock, timeout)
+            return status, body
 
 
 def closed_within(sock: socket.socket, timeout: float) -> float | None:
@@ -266,8 +272,10 @@ class Prober:
         interval: float = 0.05,
         keep_alive: bool = False,
         timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.server = server
+        self.tls = tls
         self.path = path
         self.interval = interval
         self.keep_alive = keep_alive
@@ -281,7 +289,7 @@ class Prober:
 
     def __enter__(self) -> Prober:
         if self.keep_alive:
-            self._sock = connect(self.server.port, self.timeout)
+            self._sock = self._connect()
             self._probe()  # the connection is established and served before the attack
         self._thread.start()
         return self
@@ -297,6 +305,12 @@ class Prober:
         if self._sock is not None:
             self._sock.close()
 
+    def _connect(self) -> socket.socket:
+        sock = connect(self.server.port, self.timeout)
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_hostname=HOST)
+        return sock
+
     def _probe(self) -> None:
         request = f"GET {self.path} HTTP/1.1\r\nHost: probe\r\n".encode()
         start = time.monotonic()
@@ -305,7 +319,7 @@ class Prober:
                 self._sock.sendall(request + b"\r\n")
                 status, _, _ = read_response(self._sock, self.timeout)
             else:
-                with connect(self.server.port, self.timeout) as sock:
+                with self._connect() as sock:
                     sock.sendall(request + b"Connection: close\r\n\r\n")
                     status, _, _ = read_response(sock, self.timeout)
             if status != 200:
@@ -337,10 +351,12 @@ class Prober:
         )
 
 
-def baseline(server: Served, path: str = "/", warmup: int = 20) -> Stats:
+def baseline(
+    server: Served, path: str = "/", warmup: int = 20, tls: ssl.SSLContext | None = None
+) -> Stats:
     """The server's numbers after ``warmup`` requests (first-use caches filled)."""
     for _ in range(warmup):
-        status, _ = get(server.port, path)
+        status, _ = get(server.port, path, tls=tls)
         assert status == 200, status
     deadline = time.monotonic() + 5
     while (stats := server.stats()).connections and time.monotonic() < deadline:
