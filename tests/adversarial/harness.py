@@ -269,7 +269,7 @@ class Prober:
         server: Served,
         path: str = "/",
         *,
-        interval: float = 0.05,
+        interval: float = 0.02,
         keep_alive: bool = False,
         timeout: float = 10.0,
         tls: ssl.SSLContext | None = None,
@@ -342,7 +342,7 @@ class Prober:
     def worst(self) -> float:
         return max(self.latencies, default=float("inf"))
 
-    def check(self, bound: float, minimum: int = 5) -> None:
+    def check(self, bound: float, minimum: int = 3) -> None:
         """Every probe was answered within ``bound`` seconds, and at least ``minimum`` ran."""
         assert len(self.latencies) >= minimum, (len(self.latencies), self.errors)
         assert self.worst <= bound, (
@@ -375,3 +375,14 @@ def assert_recovered(server: Served, before: Stats, allowance: int, timeout: flo
     assert after.fds == before.fds, (before, after)
     assert after.objects - before.objects <= allowance, (before, after)
     return after
+
+
+def rounds(count: int, min_seconds: float = 0.5, max_count: int | None = None) -> Iterator[int]:
+    """``count`` rounds of an attack, more if they took under ``min_seconds`` (so the probes
+    run while it lasts), never more than ``max_count`` (default ``20 * count``)."""
+    limit = 20 * count if max_count is None else max_count
+    start = time.monotonic()
+    i = 0
+    while i < limit and (i < count or time.monotonic() - start < min_seconds):
+        yield i
+        i += 1
