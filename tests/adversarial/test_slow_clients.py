@@ -171,3 +171,30 @@ def test_slow_reader_of_a_large_response(site: Path, kind: str) -> None:
         for sock in socks:
             reset(sock)
         assert_recovered(server, before, leak_allowance(readers))
+
+
+def test_the_probe_sees_a_stalled_loop(site: Path) -> None:
+    """The measure itself: a handler that blocks the loop for 3 s makes the well-behaved
+    client wait past ``ANSWER_WITHIN``, so a stall caused by an attack would fail the tests
+    above."""
+    with served("apps:plain", *TIMEOUT_FLAGS, cwd=site) as server:
+        baseline(server, warmup=2)
+        with Prober(server) as prober:
+            time.sleep(0.2)
+            with connect(server.port, timeout=10) as sock:
+                sock.sendall(b"GET /stall/3000 HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert b"stalled" in _read_until(sock, b"stalled\n", 10)
+            time.sleep(0.2)
+        assert 2.5 <= prober.worst <= 10, prober.latencies
+        with pytest.raises(AssertionError, match="waited"):
+            prober.check(ANSWER_WITHIN)
+
+
+def _read_until(sock: socket.socket, marker: bytes, timeout: float) -> bytes:
+    sock.settimeout(timeout)
+    got = b""
+    while marker not in got:
+        data = sock.recv(65536)
+        assert data, got
+        got += data
+    return got

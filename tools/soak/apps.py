@@ -6,11 +6,14 @@ Routes: ``/`` a short text; ``/echo`` the length of the request body; ``/big/N``
 (the plain handler writes them in 64 KiB writes, which the server must buffer as a plain
 handler cannot wait; the async handler awaits ``w.drain()`` between writes; the WSGI app
 yields 64 KiB pieces). ``hijack`` adds ``/upgrade``: a 101 and ``w.hijack()`` (the WebSocket
-example's pattern), the hijacked socket closed at once.
+example's pattern), the hijacked socket closed at once. The plain handler's ``/stall/MS``
+blocks the loop for MS milliseconds (at most 10 s): what a stall looks like to the
+adversarial suite's probe, and what the loop-stall warning is for.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,6 +29,10 @@ def _size(path: str) -> int:
 
 
 def plain(w: ResponseWriter, r: Request) -> None:
+    if r.path.startswith("/stall/"):
+        time.sleep(min(int(r.path[len("/stall/") :]), 10_000) / 1000)
+        w.write(b"stalled\n")
+        return
     if r.path == "/echo":
         w.write(b"%d\n" % len(r.body.read()))
         return
