@@ -4,9 +4,10 @@ handler and a WSGI application, so an attack runs against each way of answering.
 
 Routes: ``/`` a short text; ``/echo`` the length of the request body; ``/big/N`` N bytes
 (the plain handler writes them in 64 KiB writes, which the server must buffer as a plain
-handler cannot wait; the async handler awaits ``w.drain()`` between writes; the WSGI app
-yields 64 KiB pieces). ``hijack`` adds ``/upgrade``: a 101 and ``w.hijack()`` (the WebSocket
-example's pattern), the hijacked socket closed at once. The plain handler's ``/stall/MS``
+handler cannot wait; the async handler awaits ``w.drain()`` before each 32 KiB write, so it
+returns with its last write unsent; the WSGI app yields 64 KiB pieces). ``hijack`` is the
+async handler plus ``/upgrade``: a 101 and ``w.hijack()`` (the WebSocket example's
+pattern), the hijacked socket closed at once. The plain handler's ``/stall/MS``
 blocks the loop for MS milliseconds (at most 10 s): what a stall looks like to the
 adversarial suite's probe, and what the loop-stall warning is for.
 """
@@ -55,15 +56,16 @@ async def async_(w: ResponseWriter, r: Request) -> None:
         w.write(b"hello\n")
         return
     w.headers.set("Content-Length", str(size))
+    piece = PIECE[: len(PIECE) // 2]
     while size > 0:
-        w.write(PIECE[:size])
-        size -= len(PIECE)
-        await w.drain()
+        await w.drain()  # before each write: the last one returns with its bytes unsent
+        w.write(piece[:size])
+        size -= len(piece)
 
 
-def hijack(w: ResponseWriter, r: Request) -> None:
+async def hijack(w: ResponseWriter, r: Request) -> None:
     if r.path != "/upgrade":
-        plain(w, r)
+        await async_(w, r)
         return
     w.headers.set("Upgrade", "websocket")
     w.headers.set("Connection", "Upgrade")
