@@ -100,3 +100,8 @@ bench-instr: $(BENCH_VENV)/.installed
 		$$SUDO apt-get update && $$SUDO apt-get install -y valgrind; }
 	$(BENCH_PY) tools/bench/instructions.py --json build/bench/instructions.json \
 		--report docs/benchmarks.md $(INSTR_ARGS)
+
+# `make soak` (10 minutes; `SOAK_SECONDS=60 make soak`): mixed load against `reactor serve`, RSS, objects and fds over time, flat after warm-up (docs/soak.md).
+.PHONY: soak
+soak: $(VENV)/.base
+	$(PY) tools/soak/run.py --seconds $${SOAK_SECONDS:-600} $(SOAK_ARGS)
