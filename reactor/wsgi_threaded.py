@@ -555,7 +555,9 @@ class ThreadedWSGIHandler(WSGIHandler):
         exchange.body = r.body
         env["wsgi.input"] = InputStream(exchange)
         env["reactor.hijack"] = exchange.hijack
-        r.on_disconnect(exchange.drop_output)
+        # Not r.on_disconnect(exchange.drop_output): a client's EOF may be a half-close,
+        # after which the response is still owed (RFC 9112 section 9.6). A client that is
+        # really gone fails the next write or drain, which drops the output (below).
         self.pool.submit(_run_app, self.app, env, exchange, contextvars.copy_context())
         del env
         try:
