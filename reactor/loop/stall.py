@@ -4,10 +4,11 @@ One thread reactor serves every connection, so a handler that sleeps, computes o
 lock stops them all, invisibly. asyncio's debug mode times each callback
 (``slow_callback_duration``); that costs two clock reads per callback on the per-request
 path. This watch costs the loop nothing per request: a small thread sends the loop a beat
-(``call_soon_threadsafe``) every ``threshold`` seconds and waits for it to run. A beat that
+(``call_soon_threadsafe``) every quarter ``threshold`` and waits for it to run. A beat that
 has not run after ``threshold`` seconds means the loop is stuck inside a callback; the
 warning names where, from the loop thread's current stack, while it is still stuck (a
-timing of callbacks can only say so afterwards). One warning per stall, and one line when
+timing of callbacks can only say so afterwards). One warning per place (a handler that
+always blocks is named once; later stalls there are counted at INFO), and an INFO line when
 the loop runs again. Works on every loop backend (it needs only ``call_soon_threadsafe``).
 
 Used by ``reactor serve`` (``--stall-warning SECONDS``, 0 to turn it off); embedders start
@@ -40,7 +41,8 @@ class StallWatch:
             raise ValueError(f"StallWatch threshold must be a positive number, got {threshold!r}")
         self.loop = loop
         self.threshold = threshold
-        self.stalls = 0  # how many stalls were reported
+        self.stalls = 0  # how many stalls were seen
+        self._seen: dict[str, int] = {}  # stalls by the place they were in
         self._beat = threading.Event()
         self._stop = threading.Event()
         self._loop_thread: int | None = None
@@ -90,22 +92,31 @@ class StallWatch:
                 return
             sent = time.monotonic()
             if self._beat.wait(threshold) or self._stop.is_set():
-                self._stop.wait(threshold)  # one beat per threshold: the loop barely notices
+                # The next beat a quarter threshold later: a stall is then seen once it is
+                # 1.25 thresholds long at most (four beats a second at 0.5 s: the loop
+                # barely notices them).
+                self._stop.wait(threshold / 4)
                 continue
             if not self.loop.is_running():
                 continue  # it stopped meanwhile: not a stall
             self.stalls += 1
-            log.warning(
-                "the loop has run no callback for %.1fs (--stall-warning %g): every "
-                "connection waits; it is busy in %s",
-                time.monotonic() - sent,
-                threshold,
-                self._where(),
-            )
+            where = self._where()
+            seen = self._seen.get(where, 0)
+            self._seen[where] = seen + 1
+            if not seen:  # the first stall at this place: a warning, with its name
+                log.warning(
+                    "the loop has run no callback for %.1fs (--stall-warning %g): every "
+                    "connection waits; it is busy in %s",
+                    time.monotonic() - sent,
+                    threshold,
+                    where,
+                )
+            else:  # the same place again: counted, not warned about again
+                log.info("the loop is held again (%d times) in %s", seen + 1, where)
             while not self._beat.wait(threshold):
                 if self._stop.is_set():
                     return
-            log.warning("the loop runs again after %.1fs", time.monotonic() - sent)
+            log.info("the loop runs again after %.1fs", time.monotonic() - sent)
 
     def _where(self) -> str:
         """The code the loop thread is in: the innermost frame outside reactor's own modules

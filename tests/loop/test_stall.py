@@ -28,7 +28,7 @@ def test_a_blocking_callback_is_named_once_while_it_blocks(backend: str, caplog:
         blocking_handler_stand_in(0.8)
         seen_during.append(caplog.text)  # the warning came while we were still blocked
 
-    with caplog.at_level(logging.WARNING, logger="reactor.loop"):
+    with caplog.at_level(logging.INFO, logger="reactor.loop"):
         loop.call_later(0.3, block)
         loop.call_later(1.6, loop.stop)
         watch.start()
@@ -68,3 +68,22 @@ def test_threshold_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         StallWatch(loop, 0)
     loop.close()
+
+
+def test_a_place_that_stalls_again_is_warned_about_once(caplog: Any) -> None:
+    """A handler that always blocks is named in one warning; later stalls there are counted
+    at INFO, not warned about again."""
+    loop = new_loop("selectors")
+    watch = StallWatch(loop, 0.2)
+    with caplog.at_level(logging.INFO, logger="reactor.loop"):
+        for at in (0.3, 1.2):
+            loop.call_later(at, blocking_handler_stand_in, 0.6)
+        loop.call_later(2.2, loop.stop)
+        watch.start()
+        loop.run()
+        watch.stop()
+    loop.close()
+    assert watch.stalls == 2
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "blocking_handler_stand_in" in warnings[0].getMessage()
+    assert "held again (2 times)" in caplog.text
