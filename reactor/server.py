@@ -43,6 +43,9 @@ StateHook = Callable[[socket.socket, HookState], object]
 # ENFILE system-wide) or kernel memory. Retrying at once would spin: the pending connection
 # stays in the backlog and the listener stays readable.
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# Seconds between two log lines about them (with a count): nginx logs every one, which at
+# accept_backoff's ten retries a second floods the log for as long as the shortage lasts.
+_RESOURCE_LOG_EVERY = 10.0
 
 
 def listening_socket(
@@ -132,6 +135,9 @@ class Server:
         self._body_paused: set[Connection] = set()
         self._body_total = 0
         self._body_turn: Connection | None = None  # the one that reads while over budget
+        # Accept failures for want of fds or memory, logged at most every _RESOURCE_LOG_EVERY.
+        self._resource_errors = 0
+        self._resource_logged = float("-inf")
         # TLS handshakes in progress (reactor.tls.TLSHandshake): they hold an fd each, so
         # they count toward max_connections and are closed by shutdown()/close().
         self._handshakes: set[Any] = set()
@@ -228,11 +234,7 @@ class Server:
                 return
             except OSError as exc:
                 if exc.errno in _RESOURCE_ERRNOS:
-                    log.warning(
-                        "accept failed (%s); not accepting for %.2fs",
-                        os.strerror(exc.errno or 0),
-                        cfg.accept_backoff,
-                    )
+                    self._log_resource_error(exc)
                     self._pause_accepting()
                     self._backoff_timer = self._loop.call_later(
                         cfg.accept_backoff, self._end_backoff
@@ -274,6 +276,26 @@ class Server:
                 handshake.start()
             else:
                 self._start_connection(sock, addr)
+
+    def _log_resource_error(self, exc: OSError) -> None:
+        """EMFILE and friends, rate-limited: one line at once, then at most one per
+        _RESOURCE_LOG_EVERY seconds saying how many happened since (each one backs off
+        accepting for accept_backoff seconds, so they come ten times a second)."""
+        now = self._loop.time()
+        self._resource_errors += 1
+        since = now - self._resource_logged
+        if since < _RESOURCE_LOG_EVERY:
+            return
+        count = self._resource_errors
+        self._resource_errors = 0
+        self._resource_logged = now
+        again = f" ({count} times in the last {since:.0f}s)" if count > 1 and since < 1e9 else ""
+        log.warning(
+            "accept failed (%s)%s; not accepting for %.2fs at a time",
+            os.strerror(exc.errno or 0),
+            again,
+            self.config.accept_backoff,
+        )
 
     def _read_proxy_header(self, sock: socket.socket, addr: Any) -> None:
         """``ServerConfig.proxy_protocol``: the PROXY header is read (reactor.proxy) before
