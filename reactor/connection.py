@@ -752,16 +752,15 @@ class Connection(ChannelSide, Deadline, Transport):
 
     def pause_body_reading(self) -> None:
         """The server's budget of buffered bodies is spent and this connection holds more
-        than another: stop reading. Its body timeout stops too: the server, not the client,
-        stops the progress (resume_body_reading re-arms it)."""
+        than another: stop reading. The body timeout keeps running (every connection's
+        life stays bounded, as nginx's and Go's timeouts do: a paused upload that waits
+        longer than the body timeout gets its 408, rather than an attacker's stalled
+        uploads being kept forever once paused)."""
         self.stop_reading()
-        self._cancel_timer()
 
     def resume_body_reading(self) -> None:
         if self._proto.state is READING_BODY:
             self.start_reading()
-            if not self._writing:
-                self._arm(BODY_TIMEOUT, self._server.config.body_timeout)
 
     def close(self) -> None:
         """Close the connection now (used by the server's close and shutdown)."""
