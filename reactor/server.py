@@ -254,16 +254,7 @@ class Server:
                     # Responses are written whole; Nagle would only delay the last segment.
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if self._ssl_context is not None and not cfg.proxy_protocol:
-                    from .tls import TLSHandshake
-
-                    handshake = TLSHandshake(
-                        self._loop,
-                        self._ssl_context,
-                        sock,
-                        addr,
-                        on_done=self._handshake_done,
-                        on_end=self._handshake_ended,
-                    )
+                    handshake = self._new_handshake(sock, addr)
             except OSError as exc:
                 tls = " before the TLS handshake" if self._ssl_context is not None else ""
                 log.debug("connection from %s gone%s: %s", addr, tls, exc)
@@ -319,19 +310,30 @@ class Server:
             return
         self._accepted(sock, addr)
 
-    def _accepted(self, sock: socket.socket, addr: Any) -> None:
-        """Start the TLS handshake, or the connection."""
-        if self._ssl_context is not None:
-            from .tls import TLSHandshake
+    def _new_handshake(self, sock: socket.socket, addr: Any) -> Any:
+        """A TLS handshake for an accepted socket (not started). OSError, ssl.SSLError
+        included, if its client is already gone (the wrap needs a connected socket)."""
+        from .tls import TLSHandshake
 
-            handshake = TLSHandshake(
-                self._loop,
-                self._ssl_context,
-                sock,
-                addr,
-                on_done=self._handshake_done,
-                on_end=self._handshake_ended,
-            )
+        assert self._ssl_context is not None
+        return TLSHandshake(
+            self._loop,
+            self._ssl_context,
+            sock,
+            addr,
+            on_done=self._handshake_done,
+            on_end=self._handshake_ended,
+        )
+
+    def _accepted(self, sock: socket.socket, addr: Any) -> None:
+        """Start the TLS handshake, or the connection (after a PROXY header)."""
+        if self._ssl_context is not None:
+            try:
+                handshake = self._new_handshake(sock, addr)
+            except OSError as exc:
+                log.debug("connection from %s gone before the TLS handshake: %s", addr, exc)
+                sock.close()
+                return
             self._handshakes.add(handshake)
             handshake.start()
             return
