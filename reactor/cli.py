@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 from .apploader import INTERFACES, AppLoadError, load_app
 from .appserve import app_handler, loop_backend, serve_asgi
 from .appsource import AppSource, PidFile, SourceWatcher, count_requests
-from .clichecks import check_access_log, check_path_flags, load_tls
+from .clichecks import check_access_log, check_path_flags, environment_error, load_tls
 from .cliconfig import add_config_flags, config_from_args, parse_count, parse_port, parse_seconds
 from .clilog import (
     AccessFormatter,
@@ -500,7 +500,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         try:
             pid_file.write()
         except OSError as exc:
-            parser.error(f"--pid {args.pid!r}: cannot write it: {exc.strerror or exc}")
+            environment_error(parser, f"--pid {args.pid!r}: cannot write it: {exc.strerror or exc}")
     sockets: list[socket.socket] = list(inherited)
     try:
         for bind in binds:

@@ -580,7 +580,6 @@ def test_environment_variables_set_flags_and_the_command_line_wins(
         ({}, ["--bind", "::1:80"], "brackets"),
         ({}, ["--bind", "127.0.0.1:0", "--port", "0"], "--host/--port"),
         ({}, ["--keyfile", "k.pem"], "--certfile"),
-        ({}, ["--certfile", "missing.pem"], "missing.pem"),
         ({}, ["--workers", "-1"], "--workers"),
     ],
 )
@@ -693,3 +692,19 @@ def test_a_handler_that_blocks_the_loop_is_named_in_a_warning(
     else:
         assert "has run no callback" in stderr and "handler (" in stderr
         assert "slowapp.py" in stderr
+
+
+def test_a_missing_certificate_is_an_environment_error_exit_1(tmp_path: Path) -> None:
+    """Issue 13: start-up errors exit 2 for usage and 1 for the environment; a certificate
+    file that is not there is the machine's state, not a wrong command line."""
+    result = subprocess.run(
+        [sys.executable, "-m", "reactor", "serve", "--certfile", "missing.pem"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        env=_env(),
+    )
+    assert result.returncode == 1, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "missing.pem" in result.stderr

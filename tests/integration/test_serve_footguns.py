@@ -30,8 +30,10 @@ def run_serve(
     )
 
 
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 2, result.stderr
+def one_error_line(result: subprocess.CompletedProcess[str], status: int = 2) -> str:
+    """The one stderr line of a start-up error: status 2 for usage, 1 for the environment
+    (a file that cannot be written or read, a certificate that does not match)."""
+    assert result.returncode == status, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -70,7 +72,7 @@ def test_access_log_variable_takes_yes_and_no(tmp_path: Path, value: str, logged
 
 
 def test_unwritable_access_log_is_one_line(tmp_path: Path) -> None:
-    line = one_error_line(run_serve("--access-log", "/nonexistent/dir/a.log", cwd=tmp_path))
+    line = one_error_line(run_serve("--access-log", "/nonexistent/dir/a.log", cwd=tmp_path), 1)
     assert "--access-log '/nonexistent/dir/a.log': cannot open it for appending" in line
     assert "No such file or directory" in line
 
@@ -118,7 +120,7 @@ def test_certificate_problems_name_the_file(
     pems: Path, tmp_path: Path, args: list[str], needle: str
 ) -> None:
     args = [a.format(d=pems) for a in args]
-    line = one_error_line(run_serve(*args, cwd=tmp_path))
+    line = one_error_line(run_serve(*args, cwd=tmp_path), 1)
     assert needle in line
 
 
@@ -228,5 +230,5 @@ def test_static_mount_beside_an_app(tmp_path: Path) -> None:
 
 
 def test_unwritable_pid_file_is_one_line(tmp_path: Path) -> None:
-    line = one_error_line(run_serve("--pid", "/nonexistent/dir/r.pid", cwd=tmp_path))
+    line = one_error_line(run_serve("--pid", "/nonexistent/dir/r.pid", cwd=tmp_path), 1)
     assert "--pid '/nonexistent/dir/r.pid': cannot write it: No such file or directory" in line
