@@ -533,9 +533,11 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                 _started(server, link, args.worker_timeout, banner)
 
             try:
-                if lifespan is not None:
+                # The lifespan of the app as last (re)loaded (HUP re-imports it).
+                current_lifespan = built["lifespan"]
+                if current_lifespan is not None:
                     return serve_asgi(
-                        lifespan,
+                        current_lifespan,
                         loop_name,
                         served,
                         config=config,
