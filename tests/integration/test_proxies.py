@@ -216,7 +216,13 @@ def nogroup_dir() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="nginx must start as root to run as nobody")
+@pytest.mark.skipif(
+    os.geteuid() != 0,
+    reason="needs root: it checks that nginx running as another user (nobody:nogroup) is let "
+    "in at --uds-mode 0o660 and refused at 0o600, and only root can start nginx as that user "
+    "and give the socket directory to group nogroup (CI and .ci/run run as root; the other "
+    "nginx tests run as any user)",
+)
 def test_nginx_over_a_unix_socket_of_another_group(tmp_path: Path, nogroup_dir: Path) -> None:
     (tmp_path / "app.py").write_text(NATIVE_APP)
     path = nogroup_dir / "run" / "reactor.sock"
