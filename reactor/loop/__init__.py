@@ -58,7 +58,7 @@ def new_loop(backend: str = "selectors", *, clock: Callable[[], float] | None = 
         except ImportError as exc:
             raise ImportError(
                 "the uvloop backend needs uvloop, which is not installed: "
-                "pip install 'reactor[uvloop]'"
+                "pip install 'reactor-httpd[uvloop]'"
             ) from exc
         from .asyncio_loop import AsyncioLoop
 
