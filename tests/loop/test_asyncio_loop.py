@@ -51,7 +51,7 @@ def test_new_loop_refuses_an_unknown_backend() -> None:
 
 def test_uvloop_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
-    with pytest.raises(ImportError, match=r"pip install 'reactor\[uvloop\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'reactor-httpd\[uvloop\]'"):
         new_loop("uvloop")
 
 
