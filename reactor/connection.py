@@ -26,6 +26,7 @@ import socket
 import traceback
 from collections.abc import Coroutine
 from time import time as _wall_time
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from .accesslog import log_rejected, log_request
@@ -65,7 +66,6 @@ from .http.state import (
     ConnState,
     HookState,
 )
-from .loop.base import take_exception
 from .loop.futures import Future
 from .request import Body, Request, StreamingBody
 from .response import ResponseWriter
@@ -369,9 +369,10 @@ class Connection(ChannelSide, Deadline, Transport):
                 except Exception as exc:
                     self._handler_failed(exc)
                 else:
-                    if result is not None and isinstance(result, Coroutine):
-                        task = self._loop.spawn(result)
-                        task.add_done_callback(self._on_task_done)
+                    if result is not None and (
+                        type(result) is CoroutineType or isinstance(result, Coroutine)
+                    ):
+                        self._loop.spawn(self._run_handler(result))
                         break
                     self._end_request()
                 if proto.state is not IDLE:
@@ -399,9 +400,21 @@ class Connection(ChannelSide, Deadline, Transport):
         except Exception as exc:
             self._internal_error(exc)
 
-    def _on_task_done(self, task: Future[Any]) -> None:
+    async def _run_handler(self, handler: Coroutine[Any, Any, Any]) -> None:
+        """Await an async handler and end its request in the task's last step: no done
+        callback, one step less of the loop between the handler's return and its response."""
         try:
-            error = take_exception(task)  # a reactor Task or an asyncio one
+            await handler
+        except Exception as exc:
+            self._handler_done(exc)
+        except BaseException:  # cancelled (the request then simply ends), or exiting
+            self._handler_done(None)
+            raise
+        else:
+            self._handler_done(None)
+
+    def _handler_done(self, error: BaseException | None) -> None:
+        try:
             if error is not None:
                 self._handler_failed(error)
             else:
@@ -428,7 +441,7 @@ class Connection(ChannelSide, Deadline, Transport):
         # a buffering handler's body is) and logged as a bad request, not a server error.
         bad = exc if isinstance(exc, ProtocolError) else None
         tb = exc.__traceback__
-        if tb is not None and tb.tb_frame.f_code is Connection._data_received.__code__:
+        if tb is not None and tb.tb_frame.f_code in _DISPATCH_CODES:
             tb = tb.tb_next
         quiet = gone or bad is not None
         text = "" if quiet else "".join(traceback.format_exception(type(exc), exc, tb))
@@ -780,3 +793,7 @@ class Connection(ChannelSide, Deadline, Transport):
             return True
         self._proto.stop_reuse()
         return False
+
+
+# The frames of ours a handler's traceback starts with, left out of its log line.
+_DISPATCH_CODES = (Connection._data_received.__code__, Connection._run_handler.__code__)

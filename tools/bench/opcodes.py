@@ -46,6 +46,7 @@ VARIANTS = {
     "reactor-asyncio": "asyncio",
     "reactor-uvloop": "uvloop",
     "reactor-wsgi": "wsgi",
+    "reactor-asgi": "asgi",
 }
 Snapshot = dict[str, dict[str, int]]
 
