@@ -600,9 +600,9 @@ def _split_target(method: str, target: str) -> tuple[str, str, str | None]:
             or not m.group(1)
             or not m.group(2)
             or not _ip_literal_ok(m.group(1))
-            # At most five digits; whether the port is in range is the handler's to judge
-            # (a CONNECT proxy answers a port it will not reach itself).
-            or len(m.group(2)) > 5
+            # A TCP port (0-65535): past that no proxy could reach it, and urlsplit() in a
+            # handler would raise ValueError on it rather than give the port.
+            or not _port_ok(m.group(2))
         ):
             raise ProtocolError(
                 f"CONNECT needs an authority-form target, got {show(target.encode('ascii'))}"

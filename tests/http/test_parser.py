@@ -264,6 +264,8 @@ def test_invalid_absolute_form_authority_400(target: bytes) -> None:
         b"a%zz:1",
         b"[::1]x:80",
         b"a{b}:1",
+        b"a:65536",  # past the last TCP port (found by test_parser_hypothesis)
+        b"a:99999",
     ],
 )
 def test_invalid_connect_authority_400(target: bytes) -> None:
