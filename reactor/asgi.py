@@ -51,9 +51,6 @@ RECEIVE_PIECE = 64 * 1024
 
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 
-# Statuses that carry no Content-Length of an empty body (RFC 9110 8.6).
-_NO_LENGTH = frozenset({204, 304})
-
 
 def _settle(fut: Future[None] | None) -> None:
     if fut is not None and not fut.done():
@@ -148,42 +145,32 @@ class _HTTPCycle:
         w = self.response
         if kind == "http.response.body":
             body = message.get("body", b"")
-            if not isinstance(body, bytes | bytearray | memoryview):
+            if type(body) is not bytes and not isinstance(body, bytearray | memoryview):
                 raise TypeError(f"ASGI body must be bytes, got {type(body).__name__}")
-            more = bool(message.get("more_body", False))
+            more = message.get("more_body", False)
             if self.disconnected or w is None:
                 if not more:
                     self.complete()
                 return  # the client is gone: output is dropped, as uvicorn does
             try:
-                if not more:
-                    # The whole response is known: out now, with a Content-Length if it is
-                    # in one piece, so that work the app does after it (Starlette's
-                    # background tasks) does not keep the client waiting for it. Without a
-                    # length to give (a bodiless HEAD, 204, 304) the framing is left to the
-                    # end of the request, as for any handler.
-                    framed = self.head_sent
-                    if not framed:
-                        framed = any(n.lower() == "content-length" for n, _ in self.headers)
-                        head = self.request is not None and self.request.method == "HEAD"
-                        if not framed and (body or (not head and self.status not in _NO_LENGTH)):
-                            self.headers.append(("Content-Length", str(len(body))))
-                            framed = True
-                        self._send_head(w)
-                    if body:
-                        w.write(body)
-                    if framed:
-                        w.flush()
-                    self.complete()
-                    return
                 self._send_head(w)
                 if body:
                     w.write(body)
+                if not more:
+                    # The whole response is known: out now, as when a handler returns (a
+                    # body in one piece gets its Content-Length), so that work the app does
+                    # after it (Starlette's background tasks) does not keep the client
+                    # waiting for it.
+                    w.end()
+                    self.complete()
+                    return
                 drained = w.drain()  # sends now; waits while output is above the high-water
                 if not drained.done():
                     await drained
             except (BrokenConnectionError, ConnectionClosedError):
                 self.client_gone()
+                if not more:
+                    self.complete()
             return
         if kind == "http.response.pathsend":
             path = message.get("path")
@@ -208,11 +195,11 @@ class _HTTPCycle:
         raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http cycle")
 
     def _send_head(self, w: ResponseWriter) -> None:
+        """Hand the head to the writer (it goes out with the first body bytes sent)."""
         if self.head_sent:
             return
         self.head_sent = True
-        for name, value in self.headers:
-            w.headers.add(name, value)
+        w.headers.extend(self.headers)
         w.write_header(self.status)
 
 
@@ -250,7 +237,10 @@ class ASGIHandler:
 
     def scope(self, r: Request, kind: str = "http") -> dict[str, Any]:
         """The scope of one request (``kind``: "http" or "websocket")."""
-        raw_path = r.path.encode("latin-1")
+        path = r.path
+        raw_path = path.encode("latin-1")
+        if "%" in path and path[:1] == "/":
+            path = unquote(path, "utf-8", "surrogateescape")
         client = r.remote_addr
         server = r.local_addr
         scope: dict[str, Any] = {
@@ -258,13 +248,13 @@ class ASGIHandler:
             "asgi": {"version": "3.0", "spec_version": "2.4"},  # ASGI_VERSION, one per scope
             "http_version": r.version[5:],
             "scheme": self.url_scheme if kind == "http" else _ws_scheme(self.url_scheme),
-            "path": unquote(r.path, "utf-8", "surrogateescape") if raw_path[:1] == b"/" else r.path,
+            "path": path,
             "raw_path": raw_path,
             "query_string": r.query.encode("latin-1"),
             "root_path": self.root_path,
             "headers": [
                 (name.lower().encode("latin-1"), value.encode("latin-1"))
-                for name, value in r.headers
+                for name, value in r.headers.fields
             ],
             "client": client[:2] if isinstance(client, tuple) else None,
             "server": server[:2] if isinstance(server, tuple) else None,
@@ -276,11 +266,11 @@ class ASGIHandler:
         return scope
 
     async def __call__(self, w: ResponseWriter, r: Request) -> None:
-        loop = r.loop
-        assert loop is not None  # the request runs
-        if r.method == "GET" and "upgrade" in r.headers:
+        if r.upgrade and r.method == "GET":
             from .asgi_ws import is_upgrade
 
+            loop = r.loop
+            assert loop is not None  # the request runs
             if is_upgrade(r):
                 await self._websocket(w, r, loop)
                 return

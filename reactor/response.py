@@ -36,12 +36,14 @@ _SMALL_FILE = 16 * 1024
 
 _new = object.__new__
 
-# How a response ended (``_ended``): it is open, finished by the server, hijacked, or its
-# connection closed under it (the connection says so: connection_lost()).
+# How a response ended (``_ended``): it is open, finished by the server, hijacked, its
+# connection closed under it (the connection says so: connection_lost()), or ended early by
+# the handler (end()) short of its declared Content-Length (the connection aborts then).
 _OPEN = 0
 _FINISHED = 1
 _HIJACKED = 2
 _BROKEN = 3
+_UNFRAMED = 4
 
 
 def _caller() -> str:
@@ -171,6 +173,23 @@ class ResponseWriter:
         if not self._framing:
             self._send_head(channel, final=False)
         channel.flush()
+
+    def end(self) -> None:
+        """The response is complete: send it now, as when the handler returns (a body written
+        in one piece gets its Content-Length), while the handler goes on with other work
+        (an ASGI app's background task). Later writes raise; the request itself ends when the
+        handler returns. ValueError if a declared Content-Length was not written in full."""
+        if self._ended == _HIJACKED:
+            raise HijackedError()
+        channel = self._open_channel()
+        complete = self.finish()
+        channel.flush()  # (what was written goes out even so: the client sees it cut short)
+        if not complete:
+            self._ended = _UNFRAMED
+            raise ValueError(
+                f"body of {self._sent_body} bytes is shorter than the declared Content-Length "
+                f"{self._declared_length}"
+            )
 
     def sendfile(
         self,
@@ -329,7 +348,7 @@ class ResponseWriter:
         channel = self._channel
         if self._ended or channel is None:
             self._channel = None
-            return True
+            return self._ended != _UNFRAMED
         if not self._framing:
             body = self._body
             if len(body) == 1 and not self._head_only:

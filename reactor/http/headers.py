@@ -96,6 +96,11 @@ class Headers:
         if self._index is not None:
             self._index.setdefault(name.lower(), []).append(value)
 
+    def extend(self, items: Iterable[tuple[str, str]]) -> None:
+        """Append fields, keeping any existing ones (``add`` of each, in one call)."""
+        self.fields.extend(items)
+        self._index = None
+
     def set(self, name: str, value: str) -> None:
         """Replace every field of this name with one."""
         items = self.fields

@@ -423,7 +423,8 @@ class AsyncioLoop(TimerHeapMixin):
 
     def spawn(self, coro: Coroutine[Any, Any, T]) -> Task[T]:
         """Run a coroutine as an asyncio task on this loop."""
-        self._check_closed()
+        if self._closed:
+            self._check_closed()
         aloop = self._aloop
         if type(coro) is CoroutineType:
             if aloop.get_task_factory() is None:

@@ -124,3 +124,11 @@ def test_items_are_copied_by_default() -> None:
     assert items == [("Host", "a")]
     t = (("A", "1"),)
     assert list(Headers(t, copy=False)) == [("A", "1")]  # not a list: copied anyway
+
+
+def test_extend_appends_in_order_and_keeps_the_index_right() -> None:
+    h = Headers([("A", "1")])
+    assert h.get("a") == "1"  # the index is built
+    h.extend([("B", "2"), ("a", "3")])
+    assert list(h) == [("A", "1"), ("B", "2"), ("a", "3")]
+    assert h.get_all("A") == ["1", "3"] and h.get("b") == "2"

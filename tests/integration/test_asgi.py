@@ -471,3 +471,49 @@ def test_an_asgi_request_leaves_no_reference_cycle() -> None:
         assert [ref() for ref in refs] == [None] * 6  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+# -- the last body message: framed and sent as a handler's return would be ------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "want_length"),
+    [
+        (200, [], b"hello", "5"),  # one piece: its length is given
+        (200, [(b"content-length", b"5")], b"hello", "5"),  # the app's own, kept once
+        (204, [], b"", None),  # no body, and no Content-Length for it (RFC 9110 8.6)
+        (304, [(b"etag", b'"x"')], b"", None),
+        (404, [], b"", "0"),  # an empty body that is one: Content-Length 0
+    ],
+)
+def test_the_last_body_message_is_framed_like_a_returned_handler(
+    status: int, headers: list[tuple[bytes, bytes]], body: bytes, want_length: str | None
+) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    with asgi_served(app) as server, server.connect() as sock:
+        for _ in range(2):  # and the connection is reused after it
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            response = ResponseReader(sock, "GET").read()
+            assert (response.status, response.body) == (status, body)
+            assert response.header("content-length") == want_length
+            assert response.header("transfer-encoding") is None
+            assert len([n for n, _ in response.headers if n.lower() == "content-length"]) == (
+                want_length is not None
+            )
+
+
+def test_a_body_shorter_than_its_content_length_aborts(caplog: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"9")]}
+        )
+        await send({"type": "http.response.body", "body": b"short"})
+
+    with asgi_served(app) as server, server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        out = read_all(sock)  # the server closes: the client sees a truncated body
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\nshort")
+    assert "shorter than the declared Content-Length 9" in caplog.text

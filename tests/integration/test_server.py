@@ -255,6 +255,55 @@ def test_declared_content_length_is_used(serve: Any) -> None:
         assert resp.body == b"abcdef"
 
 
+def test_end_sends_the_whole_response_while_the_handler_goes_on(serve: Any) -> None:
+    """``w.end()``: the response is out (with its Content-Length) before the handler returns;
+    a write after it raises; the next request waits for the handler to return."""
+    may_return = threading.Event()
+    late_write: list[str] = []
+
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        if r.path == "/next":
+            w.write(b"next")
+            return
+        w.write(b"done early")
+        w.end()
+        try:
+            w.write(b"more")
+        except Exception as exc:
+            late_write.append(type(exc).__name__)
+        while not may_return.is_set():  # work after the response (a background task)
+            await srv.loop.sleep(0.01)
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(raw_request() + raw_request(target="/next"))
+        reader = ResponseReader(s)
+        first = reader.read()  # while the handler still runs
+        assert (first.body, first.header("content-length")) == (b"done early", "10")
+        assert late_write == ["ConnectionClosedError"]
+        may_return.set()
+        assert reader.read().body == b"next"
+
+
+def test_end_short_of_the_declared_length_raises_and_aborts(serve: Any) -> None:
+    errors: list[str] = []
+
+    def handler(w: ResponseWriter, r: Request) -> None:
+        w.headers.set("Content-Length", "9")
+        w.write(b"short")
+        try:
+            w.end()
+        except ValueError as exc:
+            errors.append(str(exc))
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(raw_request())
+        out = recv_all(s)
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\nshort")
+    assert errors == ["body of 5 bytes is shorter than the declared Content-Length 9"]
+
+
 def test_head_has_no_body(serve: Any) -> None:
     srv = serve(hello)
     with srv.connect() as s:
