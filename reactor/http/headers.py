@@ -1,15 +1,18 @@
-"""Headers: a case-insensitive multi-map that keeps the received order.
+"""Headers: a case-insensitive multi-map that keeps the received order; Trailers, the same for
+a response's trailer fields, checked as they are set.
 
 Used for request headers (built by the parser) and response headers (filled by the handler).
 Names and values are ``str`` (latin-1, as received on the wire). Sans-IO.
-Tests: tests/http/test_headers.py.
+Tests: tests/http/test_headers.py, test_trailers.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-__all__ = ["Headers"]
+from .serialize import check_trailer_field
+
+__all__ = ["Headers", "Trailers"]
 
 
 class Headers:
@@ -135,3 +138,30 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self.fields!r})"
+
+
+class Trailers(Headers):
+    """A response's trailer fields (ResponseWriter.trailers). ``add`` and ``set`` raise
+    ValueError naming the field for one a trailer section must not carry (RFC 9110 6.5.1:
+    framing, routing, request modifiers, authentication, response control, content format) or
+    a name or value a header could not have either (serialize.check_trailer_field)."""
+
+    __slots__ = ()
+
+    def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
+        super().__init__(items)
+        for name, value in self.fields:
+            check_trailer_field(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        check_trailer_field(name, value)
+        super().add(name, value)
+
+    def set(self, name: str, value: str) -> None:
+        check_trailer_field(name, value)
+        super().set(name, value)
+
+    __setitem__ = set
+
+    def __repr__(self) -> str:
+        return f"Trailers({self.fields!r})"

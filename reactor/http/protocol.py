@@ -3,15 +3,17 @@
 Owns a connection's HTTP state (ConnState, changed only through the (state, event) table in
 state.py), keep-alive (Go's shouldReuseConnection), ``Expect: 100-continue``,
 the decision of what a head means (dispatch now, wait for the body, reject), response
-framing (Content-Length, chunked or close-delimited; no body for HEAD, 1xx, 204 and 304) and
-the bytes of rejections. Bytes and decisions in, bytes and decisions out: it reads a receive
-buffer it is given (``buf[pos:]`` held, ``consume(n)``), returns events and bytes, and never
-touches a socket, a selector, a loop or a clock. As in h11 (whose ``next_event`` has processed
-the event it returns), ``receive`` and ``response_end`` apply the events they return; every
-other event is one the glue (reactor/connection.py) reports with ``apply``. Either way the new
-state is a look-up in the table and nothing else writes ``state``.
+framing (Content-Length, chunked or close-delimited; no body for HEAD, 1xx, 204 and 304;
+chunked whenever an HTTP/1.1 response declares a ``Trailer``, the only framing that can carry
+one) and the bytes of rejections. Bytes and decisions in, bytes and decisions out: it reads a
+receive buffer it is given (``buf[pos:]`` held, ``consume(n)``), returns events and bytes, and
+never touches a socket, a selector, a loop or a clock. As in h11 (whose ``next_event`` has
+processed the event it returns), ``receive`` and ``response_end`` apply the events they return;
+every other event is one the glue (reactor/connection.py) reports with ``apply``. Either way the
+new state is a look-up in the table and nothing else writes ``state``.
 
-Tests: tests/http/test_protocol.py (socketless, in the style of h11's test_connection.py).
+Tests: tests/http/test_protocol.py (socketless, in the style of h11's test_connection.py),
+test_trailers.py.
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ _LENGTH_LINES = [b"Content-Length: %d\r\n" % n for n in range(1024)]
 # Final statuses that carry no body (1xx never do either).
 BODYLESS = frozenset({204, 304})
 # Fields whose presence changes what the server adds or how it frames the body.
-_HEAD_FIELDS = frozenset({"content-length", "transfer-encoding", "date", "server", "connection"})
+_HEAD_FIELDS = frozenset(
+    {"content-length", "transfer-encoding", "date", "server", "connection", "trailer"}
+)
 # Encoded "Name: value\r\n" lines of fields seen before; bounded, cleared when full.
 _FIELD_LINES: dict[tuple[str, str], bytes] = {}
 _FIELD_LINES_MAX = 512
@@ -416,9 +420,16 @@ def _head_shape(
     the empty line, whether the connection may be reused, cacheable)``. ValueError for a bad
     field."""
     bodyless = status < 200 or status in BODYLESS
-    field_lines, declared, has_date, has_server, has_connection, handler_close, cacheable = (
-        _scan_fields(fields, status, bodyless)
-    )
+    (
+        field_lines,
+        declared,
+        has_date,
+        has_server,
+        has_connection,
+        handler_close,
+        has_trailer,
+        cacheable,
+    ) = _scan_fields(fields, status, bodyless)
     keep_alive = keep_alive and not handler_close
     framing_line = b""
     add_length = False
@@ -426,7 +437,9 @@ def _head_shape(
         framing = FRAMING_NONE
     elif declared >= 0:
         framing = FRAMING_LENGTH
-    elif final:
+    elif final and not (has_trailer and version == "HTTP/1.1"):
+        # A declared trailer keeps an HTTP/1.1 body chunked: a length would drop it (Go
+        # sets no Content-Length either once a Trailer is declared).
         framing = FRAMING_LENGTH
         add_length = True
     elif version == "HTTP/1.1":
@@ -466,11 +479,11 @@ def _head_shape(
 
 def _scan_fields(
     fields: list[tuple[str, str]], status: int, bodyless: bool
-) -> tuple[bytes, int, bool, bool, bool, bool, bool]:
+) -> tuple[bytes, int, bool, bool, bool, bool, bool, bool]:
     """One pass over a response's fields: ``(encoded lines, declared length or -1, has Date,
-    has Server, has Connection, Connection says close, cacheable)``. Cacheable: no field
-    of _UNSHAPED_FIELDS. ValueError for a bad field."""
-    has_date = has_server = has_connection = handler_close = False
+    has Server, has Connection, Connection says close, has Trailer, cacheable)``. Cacheable:
+    no field of _UNSHAPED_FIELDS. ValueError for a bad field."""
+    has_date = has_server = has_connection = handler_close = has_trailer = False
     cacheable = True
     declared = -1
     lines: list[bytes] = []
@@ -491,6 +504,8 @@ def _scan_fields(
                 has_date = True
             elif lname == "server":
                 has_server = True
+            elif lname == "trailer":
+                has_trailer = True
             else:  # connection
                 has_connection = True
                 if "close" in item[1].lower():
@@ -506,6 +521,7 @@ def _scan_fields(
         has_server,
         has_connection,
         handler_close,
+        has_trailer,
         cacheable,
     )
 

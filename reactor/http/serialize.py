@@ -1,8 +1,10 @@
 """Response (and request) serialisation for the writer. Sans-IO.
 
 Owns the pre-encoded status lines, the cached ``Date`` value, header block encoding with
-CR/LF/NUL checks (no response splitting), chunk framing, and a request serialiser used by
-tests and ``reactor.testing``. Tests: tests/http/test_serialize.py, test_parser_hypothesis.py.
+CR/LF/NUL checks (no response splitting), chunk framing, the last chunk with a trailer section
+and the fields a trailer section must not carry, and a request serialiser used by tests and
+``reactor.testing``. Tests: tests/http/test_serialize.py, test_parser_hypothesis.py,
+test_trailers.py.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from http import HTTPStatus
 
 __all__ = [
     "LAST_CHUNK",
+    "TRAILER_FORBIDDEN",
     "DateCache",
+    "check_trailer_field",
     "encode_chunk",
     "encode_fields",
+    "encode_last_chunk",
     "http_date",
     "reason_phrase",
     "serialize_request",
@@ -31,6 +36,50 @@ _BAD_FIELD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 LAST_CHUNK = b"0\r\n\r\n"
+
+# RFC 9110 6.5.1: a recipient needs these before the content, so they MUST NOT be sent in a
+# trailer section. Grouped as the RFC names them; lower case.
+TRAILER_FORBIDDEN = frozenset(
+    {
+        # message framing and connection control
+        "content-length",
+        "transfer-encoding",
+        "trailer",
+        "te",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        # routing
+        "host",
+        # request modifiers: controls and conditionals
+        "expect",
+        "max-forwards",
+        "range",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "if-range",
+        # authentication
+        "authorization",
+        "proxy-authorization",
+        "www-authenticate",
+        "proxy-authenticate",
+        # response control data (RFC 9110 15, RFC 9111 5)
+        "age",
+        "cache-control",
+        "expires",
+        "pragma",
+        "vary",
+        "location",
+        "retry-after",
+        # content format
+        "content-type",
+        "content-encoding",
+        "content-range",
+    }
+)
 
 
 def reason_phrase(status: int) -> str:
@@ -66,6 +115,21 @@ def encode_fields(fields: Iterable[tuple[str, str]]) -> bytes:
     except UnicodeEncodeError as exc:
         bad = text[exc.start : exc.end]
         raise ValueError(f"header field has a character outside latin-1: {bad!r}") from None
+
+
+def check_trailer_field(name: str, value: str) -> None:
+    """ValueError naming the field unless ``name: value`` may go in a trailer section: a field
+    of TRAILER_FORBIDDEN, or one encode_fields refuses."""
+    if name.lower() in TRAILER_FORBIDDEN:
+        raise ValueError(f"field {name!r} is not allowed in a trailer section (RFC 9110 6.5.1)")
+    encode_fields(((name, value),))
+
+
+def encode_last_chunk(trailers: Iterable[tuple[str, str]]) -> bytes:
+    """The last chunk with its trailer section (RFC 9112 7.1.2): ``0\\r\\n``, the fields,
+    ``\\r\\n``; LAST_CHUNK when there are none. Fields are checked as encode_fields does."""
+    fields = encode_fields(trailers)
+    return b"0\r\n" + fields + b"\r\n" if fields else LAST_CHUNK
 
 
 def encode_chunk(data: bytes | bytearray | memoryview) -> bytes:
