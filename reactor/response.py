@@ -4,9 +4,27 @@ Owns one response's progress: status and headers, body bytes held until the fram
 decided (at the first flush; the decision itself is the protocol's, reactor/http/protocol.py:
 the handler's Content-Length, else the whole body if the handler returned first, else chunked
 on HTTP/1.1 or close-delimited on HTTP/1.0), the count of body bytes sent against a declared
-length, interim 1xx responses, write backpressure (``await w.drain()``) and ``hijack()``. It
-reaches its connection only through the Channel interface (reactor/channel.py). Tests:
-tests/integration/test_server.py, test_hijack.py.
+length, interim 1xx responses, trailer fields, write backpressure (``await w.drain()``) and
+``hijack()``. It reaches its connection only through the Channel interface
+(reactor/channel.py). Tests: tests/integration/test_server.py, test_hijack.py, test_trailers.py;
+tests/test_response.py (socketless, through a fake channel).
+
+Trailers (RFC 9110 6.5, RFC 9112 7.1.2), as Go's net/http has them: before the head is sent
+the handler declares the fields with ``w.declare_trailer("Server-Timing", ...)`` (which adds
+them to the ``Trailer`` header, RFC 9110 6.6.2; setting ``Trailer`` in ``w.headers`` does the
+same), and sets their values in ``w.trailers`` (a Headers that checks what is set in it) at
+any time before it returns:
+
+    w.declare_trailer("Server-Timing")
+    w.write(body)
+    w.trailers.set("Server-Timing", "db;dur=53")
+
+A declared ``Trailer`` makes an HTTP/1.1 response chunked even when the whole body fits the
+buffer; the fields go out in the last chunk. A response that is not chunked (an HTTP/1.0
+request, a Content-Length, sendfile(), HEAD, 1xx, 204, 304) drops them silently; fields set
+but never declared are dropped too, with a warning. A field a trailer section must not carry
+(Content-Length, Host, Content-Type... RFC 9110 6.5.1) raises ValueError when declared or set.
+``w.trailers`` is created at first use: a response without trailers pays nothing for them.
 """
 
 from __future__ import annotations
@@ -19,9 +37,15 @@ from typing import IO, TYPE_CHECKING
 from .buffers import BufferPair
 from .channel import Channel
 from .errors import BrokenConnectionError, ConnectionClosedError, HijackedError, NotSupportedError
-from .http.headers import Headers
+from .http.headers import Headers, Trailers
 from .http.protocol import BODYLESS, FRAMING_CHUNKED, FRAMING_LENGTH, FRAMING_NONE
-from .http.serialize import LAST_CHUNK, encode_fields, status_line
+from .http.serialize import (
+    LAST_CHUNK,
+    check_trailer_field,
+    encode_fields,
+    encode_last_chunk,
+    status_line,
+)
 from .loop.futures import Future
 
 if TYPE_CHECKING:
@@ -66,10 +90,16 @@ class ResponseWriter:
         "_framing",
         "_head_only",
         "_sent_body",
+        "_trailers",
         "_version",
         "headers",
         "status",
     )
+
+    # Left unset by __init__ (which runs once per request: most responses have no trailers
+    # and pay nothing for them) until ``trailers`` is first used; finish() reads it with
+    # getattr, only for a chunked response.
+    _trailers: Trailers
 
     def __init__(
         self, channel: Channel, version: str, head_only: bool, buffer_limit: int = 64 * 1024
@@ -106,6 +136,36 @@ class ResponseWriter:
     def body_bytes(self) -> int:
         """Body bytes sent (or, for HEAD, that would have been)."""
         return self._sent_body
+
+    @property
+    def trailers(self) -> Trailers:
+        """The trailer fields, sent in the last chunk of a chunked response; only declared
+        ones (``declare_trailer``) are sent. Created at first use."""
+        try:
+            return self._trailers
+        except AttributeError:  # unset until first use: see the note on _trailers above
+            trailers = self._trailers = Trailers()
+            return trailers
+
+    def declare_trailer(self, *names: str) -> None:
+        """Declare trailer fields: add ``names`` to the ``Trailer`` header (RFC 9110 6.6.2),
+        which keeps an HTTP/1.1 response chunked. Before the head is sent (RuntimeError
+        after); ValueError naming a field a trailer section must not carry."""
+        if self._ended == _HIJACKED:
+            raise HijackedError()
+        if self._framing or self._ended:
+            raise RuntimeError(f"declare_trailer{names!r} after the response head was sent")
+        for name in names:
+            check_trailer_field(name, "")
+        headers = self.headers
+        declared = _declared_trailers(headers)
+        new = []
+        for name in names:
+            if name.lower() not in declared:
+                declared.add(name.lower())
+                new.append(name)
+        if new:  # one Trailer field listing them all
+            headers.set("Trailer", ", ".join([*headers.get_all("Trailer"), *new]))
 
     def write_header(self, status: int) -> None:
         """Set the status. A 1xx other than 101 is sent at once as an interim response (its
@@ -377,7 +437,9 @@ class ResponseWriter:
             return True
         framing = self._framing
         if framing == FRAMING_CHUNKED:
-            channel.write(LAST_CHUNK)
+            # (getattr: the slot is unset unless the handler used w.trailers.)
+            trailers = getattr(self, "_trailers", None)
+            channel.write(LAST_CHUNK if trailers is None else self._last_chunk(trailers))
         elif framing == FRAMING_LENGTH and self._sent_body < self._declared_length:
             log.error(
                 "handler wrote %d of the %d body bytes it declared in Content-Length; aborting "
@@ -387,6 +449,26 @@ class ResponseWriter:
             )
             return False
         return True
+
+    def _last_chunk(self, trailers: Trailers) -> bytes:
+        """The last chunk with the declared trailer fields; undeclared ones are dropped, as Go
+        drops them, with a warning."""
+        if not trailers:
+            return LAST_CHUNK
+        declared = _declared_trailers(self.headers)
+        fields = [item for item in trailers.fields if item[0].lower() in declared]
+        if len(fields) < len(trailers):
+            undeclared = sorted({n for n, _ in trailers.fields if n.lower() not in declared})
+            log.warning(
+                "trailer fields %s were set but not declared (w.declare_trailer() before the "
+                "head is sent); dropped",
+                ", ".join(undeclared),
+            )
+        try:
+            return encode_last_chunk(fields)
+        except ValueError as exc:  # a field put in trailers.fields by hand, unchecked
+            log.error("trailer fields dropped: %s", exc)
+            return LAST_CHUNK
 
     def replace_with_error(self, status: int, reason: str) -> None:
         """Replace whatever was prepared (head not sent) with a plain-text error (called by
@@ -409,6 +491,16 @@ class ResponseWriter:
 
     def __repr__(self) -> str:
         return f"<ResponseWriter status={self.status} head_sent={self.head_sent}>"
+
+
+def _declared_trailers(headers: Headers) -> set[str]:
+    """The lower-case names the ``Trailer`` fields of ``headers`` list."""
+    return {
+        name.strip().lower()
+        for value in headers.get_all("Trailer")
+        for name in value.split(",")
+        if name.strip()
+    }
 
 
 def hijack(w: object) -> tuple[socket.socket, BufferPair]:
