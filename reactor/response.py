@@ -20,9 +20,10 @@ any time before it returns:
     w.trailers.set("Server-Timing", "db;dur=53")
 
 A declared ``Trailer`` makes an HTTP/1.1 response chunked even when the whole body fits the
-buffer; the fields go out in the last chunk. A response that is not chunked (an HTTP/1.0
-request, a Content-Length, sendfile(), HEAD, 1xx, 204, 304) drops them silently; fields set
-but never declared are dropped too, with a warning. A field a trailer section must not carry
+buffer; every field set in ``w.trailers`` goes out in the last chunk of a chunked response
+(declared or not: an ASGI app sends trailers it never declared). A response that is not
+chunked (an HTTP/1.0 request, a Content-Length, sendfile(), HEAD, 1xx, 204, 304) drops them
+silently. A field a trailer section must not carry
 (Content-Length, Host, Content-Type... RFC 9110 6.5.1) raises ValueError when declared or set.
 ``w.trailers`` is created at first use: a response without trailers pays nothing for them.
 """
@@ -451,21 +452,12 @@ class ResponseWriter:
         return True
 
     def _last_chunk(self, trailers: Trailers) -> bytes:
-        """The last chunk with the declared trailer fields; undeclared ones are dropped, as Go
-        drops them, with a warning."""
+        """The last chunk with the trailer fields (every one set: declaring is what keeps a
+        response chunked and tells the client, not what picks the fields to send)."""
         if not trailers:
             return LAST_CHUNK
-        declared = _declared_trailers(self.headers)
-        fields = [item for item in trailers.fields if item[0].lower() in declared]
-        if len(fields) < len(trailers):
-            undeclared = sorted({n for n, _ in trailers.fields if n.lower() not in declared})
-            log.warning(
-                "trailer fields %s were set but not declared (w.declare_trailer() before the "
-                "head is sent); dropped",
-                ", ".join(undeclared),
-            )
         try:
-            return encode_last_chunk(fields)
+            return encode_last_chunk(trailers.fields)
         except ValueError as exc:  # a field put in trailers.fields by hand, unchecked
             log.error("trailer fields dropped: %s", exc)
             return LAST_CHUNK

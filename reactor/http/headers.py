@@ -161,6 +161,12 @@ class Trailers(Headers):
         check_trailer_field(name, value)
         super().set(name, value)
 
+    def extend(self, items: Iterable[tuple[str, str]]) -> None:
+        items = list(items)
+        for name, value in items:
+            check_trailer_field(name, value)
+        super().extend(items)
+
     __setitem__ = set
 
     def __repr__(self) -> str:

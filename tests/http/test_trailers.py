@@ -41,6 +41,8 @@ def test_forbidden_fields_raise_naming_the_field(name: str) -> None:
     for setter in (trailers.set, trailers.add, trailers.__setitem__, trailers.setdefault):
         with pytest.raises(ValueError, match=f"'{name}' is not allowed in a trailer section"):
             setter(name, "1")
+    with pytest.raises(ValueError, match=f"'{name}' is not allowed in a trailer section"):
+        trailers.extend([("X-Fine", "1"), (name, "1")])  # all checked before any is added
     assert not trailers
 
 
