@@ -4,7 +4,9 @@ Owns the translation between one reactor request and one ASGI ``http`` cycle: th
 from the parsed head, ``receive`` over the request's streaming body (``http.request`` pieces
 with ``more_body``, then ``http.disconnect`` when the client goes away or the response is
 complete), ``send`` onto the ResponseWriter (``http.response.start``, ``http.response.body``
-with ``more_body``, the ``http.response.pathsend`` extension with ``w.sendfile``; a body piece
+with ``more_body``, the ``http.response.pathsend`` extension with ``w.sendfile``, the
+``http.response.trailers`` extension with ``w.trailers`` (sent in the last chunk; a response
+that is not chunked drops them, as for any handler); a body piece
 followed by more is flushed at once and ``send`` waits while output is above the high-water
 mark), and the ``lifespan`` protocol (``Lifespan``, run by ``reactor serve`` around the
 server). It must not parse HTTP or touch a socket: it speaks the handler API (``w``, ``r``).
@@ -51,6 +53,11 @@ RECEIVE_PIECE = 64 * 1024
 
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 
+# _HTTPCycle.trailers: none announced; announced, the body still coming; the body is sent.
+_NO_TRAILERS = 0
+_TRAILERS_DUE = 1
+_BODY_SENT = 2
+
 
 def _settle(fut: Future[None] | None) -> None:
     if fut is not None and not fut.done():
@@ -70,6 +77,7 @@ class _HTTPCycle:
         "response_complete",
         "started",
         "status",
+        "trailers",
         "waiter",
     )
 
@@ -83,6 +91,9 @@ class _HTTPCycle:
         self.response_complete = False
         self.status = 0
         self.headers: list[tuple[str, str]] = []
+        # Trailers: _NO_TRAILERS, or the app said it sends them (_TRAILERS_DUE: the body
+        # is still coming; _BODY_SENT: its last message came, the trailers end the response).
+        self.trailers = _NO_TRAILERS
         self.waiter: Future[None] | None = None  # receive() waiting for a disconnect
 
     def client_gone(self) -> None:
@@ -139,6 +150,8 @@ class _HTTPCycle:
             self.started = True
             self.status = status
             self.headers = headers
+            if message.get("trailers"):
+                self.trailers = _TRAILERS_DUE
             return
         if not self.started:
             raise RuntimeError(f"ASGI message {kind!r} sent before 'http.response.start'")
@@ -148,8 +161,13 @@ class _HTTPCycle:
             if type(body) is not bytes and not isinstance(body, bytearray | memoryview):
                 raise TypeError(f"ASGI body must be bytes, got {type(body).__name__}")
             more = message.get("more_body", False)
-            if self.disconnected or w is None:
+            if self.trailers:
+                if self.trailers == _BODY_SENT:
+                    raise RuntimeError("ASGI 'http.response.body' sent after the last one")
                 if not more:
+                    self.trailers = _BODY_SENT
+            if self.disconnected or w is None:
+                if not more and not self.trailers:
                     self.complete()
                 return  # the client is gone: output is dropped, as uvicorn does
             try:
@@ -157,6 +175,11 @@ class _HTTPCycle:
                 if body:
                     w.write(body)
                 if not more:
+                    if self.trailers:
+                        # The trailers end the response: the head goes now, framed as a
+                        # streamed body (chunked on HTTP/1.1, unless the app gave a length).
+                        w.flush()
+                        return
                     # The whole response is known: out now, as when a handler returns (a
                     # body in one piece gets its Content-Length), so that work the app does
                     # after it (Starlette's background tasks) does not keep the client
@@ -169,8 +192,11 @@ class _HTTPCycle:
                     await drained
             except (BrokenConnectionError, ConnectionClosedError):
                 self.client_gone()
-                if not more:
+                if not more and not self.trailers:
                     self.complete()
+            return
+        if kind == "http.response.trailers":
+            self._send_trailers(message, w)
             return
         if kind == "http.response.pathsend":
             path = message.get("path")
@@ -193,6 +219,39 @@ class _HTTPCycle:
             self.complete()
             return
         raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http cycle")
+
+    def _send_trailers(self, message: Message, w: ResponseWriter | None) -> None:
+        """The ``http.response.trailers`` extension: fields for the last chunk, which the
+        message with ``more_trailers`` false sends. A response that is not chunked (HTTP/1.0,
+        the app's Content-Length, HEAD) drops them, as for any handler."""
+        if not self.trailers:
+            raise RuntimeError(
+                "ASGI 'http.response.trailers' sent without 'trailers': True in "
+                "'http.response.start'"
+            )
+        if self.trailers != _BODY_SENT:
+            raise RuntimeError("ASGI 'http.response.trailers' sent before the last body message")
+        fields: list[tuple[str, str]] = []
+        for item in message.get("headers", ()):
+            name, value = item
+            if not isinstance(name, bytes) or not isinstance(value, bytes):
+                raise TypeError(f"ASGI trailer names and values must be bytes, got {item!r}")
+            fields.append((name.decode("latin-1"), value.decode("latin-1")))
+        more = message.get("more_trailers", False)
+        if self.disconnected or w is None:
+            if not more:
+                self.complete()
+            return
+        try:
+            if fields:
+                w.trailers.extend(fields)  # ValueError for a field no trailer may carry
+            if not more:
+                w.end()
+                self.complete()
+        except (BrokenConnectionError, ConnectionClosedError):
+            self.client_gone()
+            if not more:
+                self.complete()
 
     def _send_head(self, w: ResponseWriter) -> None:
         """Hand the head to the writer (it goes out with the first body bytes sent)."""
@@ -262,7 +321,7 @@ class ASGIHandler:
         }
         if kind == "http":
             scope["method"] = r.method
-            scope["extensions"] = {"http.response.pathsend": {}}
+            scope["extensions"] = {"http.response.pathsend": {}, "http.response.trailers": {}}
         return scope
 
     async def __call__(self, w: ResponseWriter, r: Request) -> None:
@@ -291,6 +350,8 @@ class ASGIHandler:
             w.write_header(500)
             w.write(b"500 Internal Server Error\n")
             return
+        if cycle.trailers == _BODY_SENT:
+            raise RuntimeError("the ASGI app returned without sending the trailers it announced")
         raise RuntimeError("the ASGI app returned without completing its response")
 
     async def _websocket(self, w: ResponseWriter, r: Request, loop: Loop) -> None:

@@ -517,3 +517,108 @@ def test_a_body_shorter_than_its_content_length_aborts(caplog: pytest.LogCapture
         out = read_all(sock)  # the server closes: the client sees a truncated body
     assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\nshort")
     assert "shorter than the declared Content-Length 9" in caplog.text
+
+
+# -- the http.response.trailers extension ---------------------------------------------------------
+
+
+def trailer_app(*, length: bool = False, pieces: int = 2) -> Any:
+    """Announces trailers, streams ``pieces`` body messages, then sends two trailer messages
+    (``more_trailers``), the way a gRPC-style app sends its status last."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        assert "http.response.trailers" in scope["extensions"]
+        headers = [(b"content-type", b"text/plain")]
+        if length:
+            headers.append((b"content-length", b"%d" % (3 * pieces)))
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": headers, "trailers": True}
+        )
+        for i in range(pieces):
+            await send(
+                {"type": "http.response.body", "body": b"ab%d" % i, "more_body": i < pieces - 1}
+            )
+        await send(
+            {
+                "type": "http.response.trailers",
+                "headers": [(b"x-checksum", b"c0ffee")],
+                "more_trailers": True,
+            }
+        )
+        await send({"type": "http.response.trailers", "headers": [(b"grpc-status", b"0")]})
+
+    return app
+
+
+@pytest.mark.parametrize("pieces", [1, 3])
+def test_trailers_follow_the_body_in_the_last_chunk(pieces: int) -> None:
+    with asgi_served(trailer_app(pieces=pieces)) as server, server.connect() as sock:
+        reader = ResponseReader(sock, "GET")
+        for _ in range(2):  # and the connection is reused after a trailered response
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            response = reader.read()
+            assert response.status == 200
+            assert response.body == b"".join(b"ab%d" % i for i in range(pieces))
+            assert response.header("transfer-encoding") == "chunked"
+            assert response.trailers == [("x-checksum", "c0ffee"), ("grpc-status", "0")]
+
+
+def test_trailers_are_dropped_where_the_response_is_not_chunked() -> None:
+    with asgi_served(trailer_app(length=True)) as server, server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = ResponseReader(sock, "GET").read()  # the app's Content-Length: no chunks
+        assert (response.body, response.trailers) == (b"ab0ab1", [])
+        assert response.header("content-length") == "6"
+    with asgi_served(trailer_app()) as server, server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\nHost: t\r\n\r\n")  # HTTP/1.0: close-delimited
+        out = read_all(sock)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert body == b"ab0ab1" and b"Transfer-Encoding" not in head and b"c0ffee" not in out
+
+
+@pytest.mark.parametrize(
+    ("announced", "error"),
+    [(False, "sent without 'trailers': True"), (True, "before the last body message")],
+)
+def test_misplaced_trailers_are_the_apps_error(
+    announced: bool, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused: list[str] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [], "trailers": announced}
+        )
+        await send({"type": "http.response.body", "body": b"x", "more_body": True})
+        try:
+            await send({"type": "http.response.trailers", "headers": [(b"x-a", b"1")]})
+        except RuntimeError as exc:
+            refused.append(str(exc))
+        await send({"type": "http.response.body", "body": b"y"})  # the app goes on
+        if announced:
+            await send({"type": "http.response.trailers", "headers": []})
+
+    with asgi_served(app) as server, server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = ResponseReader(sock, "GET").read()
+    assert (response.status, response.body, response.trailers) == (200, b"xy", [])
+    assert len(refused) == 1 and error in refused[0]
+
+
+def test_a_forbidden_trailer_or_none_sent_aborts(caplog: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "trailers": True})
+        await send({"type": "http.response.body", "body": b"partial"})
+        if scope["path"] == "/forbidden":
+            await send({"type": "http.response.trailers", "headers": [(b"content-length", b"1")]})
+        # else: returns without the trailers it announced
+
+    for path, logged in (
+        ("/forbidden", "'content-length' is not allowed in a trailer section"),
+        ("/none", "without sending the trailers it announced"),
+    ):
+        with asgi_served(app) as server, server.connect() as sock:
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
+            out = read_all(sock)
+        assert b"7\r\npartial\r\n" in out and not out.endswith(b"0\r\n\r\n")  # cut short
+        assert logged in caplog.text
