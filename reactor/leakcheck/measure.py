@@ -170,6 +170,9 @@ def run_scenario(scenario: Scenario, requests: int, options: Options) -> Scenari
     started = time.perf_counter()
     was_tracing = tracemalloc.is_tracing()
     log = AppLog()
+    # Garbage older than the scenario is not the scenario's: collected now, before the log is
+    # watched (an asyncio task someone left pending logs "Task was destroyed" when collected).
+    gc.collect()
     try:
         with log:
             if options.warmup:
