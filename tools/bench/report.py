@@ -113,7 +113,7 @@ def memory_tables(results: dict[str, Any]) -> list[str]:
             row = []
             for n in sizes:
                 m = per.get(str(n)) or per.get(n)  # type: ignore[call-overload]
-                if m is None:
+                if m is None or m.get("kib_per_conn", 0) is None:  # (none opened)
                     row.append("-")
                 elif "error" in m:
                     row.append("failed")

@@ -113,7 +113,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="interleaved rounds; medians are reported")
     p.add_argument("--duration", type=float, help="seconds per wrk run")
     p.add_argument("--warmup", type=float, help="seconds of warm-up per server and scenario")
-    p.add_argument("--memory", help="idle keep-alive connection counts for RSS, e.g. 1000,10000")
+    p.add_argument(
+        "--memory",
+        help="idle keep-alive connection counts for RSS, e.g. 1000,10000 (0 or empty: none)",
+    )
     p.add_argument("--tracemalloc", type=int, help="reactor tracemalloc idle conns (0: off)")
     p.add_argument("--hijack", type=int, help="parked hijacked conns (0: off)")
     p.add_argument("--output", help="write the Markdown report here")
@@ -135,7 +138,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.scenarios = ",".join(SCENARIOS)
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    args.memory_list = [int(n) for n in args.memory.split(",") if n.strip()]
+    args.memory_list = [int(n) for n in args.memory.split(",") if n.strip() and int(n)]  # 0: off
     for name in args.server_list:
         if name not in PEERS:
             p.error(f"unknown server {name!r}: choose from {', '.join(PEERS)}")
