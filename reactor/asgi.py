@@ -89,8 +89,9 @@ class _HTTPCycle:
         self.started = False
         self.head_sent = False
         self.response_complete = False
-        self.status = 0
-        self.headers: list[tuple[str, str]] = []
+        # status and headers: set by http.response.start (nothing reads them before)
+        self.status: int
+        self.headers: list[tuple[str, str]]
         # Trailers: _NO_TRAILERS, or the app said it sends them (_TRAILERS_DUE: the body
         # is still coming; _BODY_SENT: its last message came, the trailers end the response).
         self.trailers = _NO_TRAILERS
@@ -317,7 +318,7 @@ class ASGIHandler:
             ],
             "client": client[:2] if isinstance(client, tuple) else None,
             "server": server[:2] if isinstance(server, tuple) else None,
-            "state": self.state.copy(),
+            "state": self.state.copy() if self.state else {},
         }
         if kind == "http":
             scope["method"] = r.method

@@ -380,8 +380,13 @@ class Connection(ChannelSide, Deadline, Transport):
                 )
                 self._response = response
                 if streaming:
+                    # (no body: an empty one is made only if the handler asks for it)
                     request.attach(
-                        StreamingBody(self, request.body_framing, request.content_length), self
+                        StreamingBody(self, request.body_framing, request.content_length)
+                        if request.body_framing != BODY_NONE
+                        else None,
+                        self,
+                        True,
                     )
                 elif request.body_framing != BODY_NONE:
                     request.attach(Body(self, request.body_framing, request.content_length), self)

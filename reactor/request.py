@@ -156,16 +156,19 @@ class Request(RequestHead):
         "_disconnected",
         "_remote_addr",
         "_scheme",
+        "_streaming",
     )
 
     # Annotated here for readers and the type checker; set by attach().
     _body: Body | None
     _channel: Channel | None
 
-    def attach(self, body: Body | None, channel: Channel | None) -> None:
-        """Give the parsed request its body (None: it has none, and a buffering handler's
-        empty Body is made if asked for) and its connection (called by the connection)."""
+    def attach(self, body: Body | None, channel: Channel | None, streaming: bool = False) -> None:
+        """Give the parsed request its body (None: it has none, and an empty one is made if
+        asked for: a StreamingBody for a ``streaming`` handler, else a Body) and its
+        connection (called by the connection)."""
         self._body = body
+        self._streaming = streaming
         self._channel = channel
         self._remote_addr = None
         self._disconnected = False
@@ -176,7 +179,7 @@ class Request(RequestHead):
         """The request body (read it with ``read()``; ``await`` it in a streaming handler)."""
         body = self._body
         if body is None:  # a request without a body: made only for a handler that looks
-            body = self._body = Body(None, BODY_LENGTH, 0)
+            body = self._body = (StreamingBody if self._streaming else Body)(None, BODY_LENGTH, 0)
         return body
 
     @property

@@ -255,6 +255,22 @@ def test_declared_content_length_is_used(serve: Any) -> None:
         assert resp.body == b"abcdef"
 
 
+def test_a_streaming_handler_reads_the_empty_body_of_a_get(serve: Any) -> None:
+    """A request without a body gets no body object until the handler asks; a streaming
+    handler then gets one it can await (read() is a coroutine), already complete."""
+
+    @streaming
+    async def handler(w: ResponseWriter, r: Request) -> None:
+        complete = r.body_complete
+        data = await r.body.read()
+        w.write(b"%s %d %s" % (type(r.body).__name__.encode(), len(data), b"%r" % complete))
+
+    srv = serve(handler)
+    with srv.connect() as s:
+        s.sendall(raw_request())
+        assert ResponseReader(s).read().body == b"StreamingBody 0 True"
+
+
 def test_end_sends_the_whole_response_while_the_handler_goes_on(serve: Any) -> None:
     """``w.end()``: the response is out (with its Content-Length) before the handler returns;
     a write after it raises; the next request waits for the handler to return."""
