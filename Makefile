@@ -82,7 +82,7 @@ bench: $(BENCH_VENV)/.installed
 	BENCH_COMMAND="make bench$(if $(QUICK), QUICK=1)" $(BENCH_PY) tools/bench/run.py \
 		$(if $(QUICK),--quick,--full) $(BENCH_ARGS)
 
-# `make bench-instr` (about 6 minutes): CPU instructions per request under valgrind's callgrind,
+# `make bench-instr` (about 7 minutes): CPU instructions per request under valgrind's callgrind,
 # for reactor (selectors, asyncio and uvloop backends, WSGI) and uvicorn, in four scenarios
 # (hello, post 1 KiB, 64k response, pipelined depth 16), plus the per-function profile of one
 # reactor hello request (C functions from callgrind_annotate, Python functions from

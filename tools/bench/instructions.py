@@ -84,7 +84,14 @@ from run import (
     reactor_revision,
 )
 
-DEFAULT_SERVERS = ("reactor", "reactor-asyncio", "reactor-uvloop", "reactor-wsgi", "uvicorn")
+DEFAULT_SERVERS = (
+    "reactor",
+    "reactor-asyncio",
+    "reactor-uvloop",
+    "reactor-wsgi",
+    "reactor-asgi",
+    "uvicorn",
+)
 BASELINE = "uvicorn"
 SECTION = "## Instructions per request (make bench-instr)"
 #: Seconds to wait for a server under valgrind to exit.
@@ -469,7 +476,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Instructions per request under valgrind --tool=callgrind.",
         epilog="servers: " + ", ".join(PEERS) + ". scenarios (default N1/N2): "
         + ", ".join(f"{s.name} ({s.n1}/{s.n2})" for s in SCENARIOS.values())
-        + ". The default run (5 servers, 4 scenarios) takes about 6 minutes.",
+        + ". The default run (6 servers, 4 scenarios) takes about 7 minutes.",
     )  # fmt: skip
     p.add_argument("--n1", type=int, help="requests of the first batch (every scenario)")
     p.add_argument("--n2", type=int, help="requests of the second batch (every scenario)")
