@@ -127,6 +127,18 @@ class ConnectionHost(Protocol):
         """The access log's time."""
 
 
+class Waiters:
+    """What a handler of one connection waits for: ``body`` (a streaming read, woken by bytes
+    arriving) and ``drain`` (woken by output going out). Kept apart, so that arriving bytes
+    never wake a drain and written bytes never wake a read."""
+
+    __slots__ = ("body", "drain")
+
+    def __init__(self) -> None:
+        self.body: Future[None] | None = None
+        self.drain: Future[None] | None = None
+
+
 class ChannelSide:
     """The connection's side of the channel (a mixin of reactor.connection.Connection)."""
 
@@ -146,8 +158,7 @@ class ChannelSide:
         _eof: bool
         _writing: bool
         _file: FileBody | None
-        _body_waiter: Future[None] | None
-        _drain_fut: Future[None] | None
+        _waiters: Waiters | None
 
         def _response_started(self) -> bool:
             raise NotImplementedError
@@ -196,7 +207,7 @@ class ChannelSide:
             self._writer.write(cont)
             self._flush_now()
         fut: Future[None] = self._loop.create_future()
-        self._body_waiter = fut
+        self._waiting().body = fut
         self.start_reading()
         # A streaming read waits at most body_timeout for the next bytes (each wait re-arms);
         # pending output keeps its write timeout.
@@ -213,8 +224,15 @@ class ChannelSide:
         if self._writer.buffered() <= self.config.write_low_water:
             fut.set_result(None)
         else:
-            self._drain_fut = fut
+            self._waiting().drain = fut
         return fut
+
+    def _waiting(self) -> Waiters:
+        """The connection's waiters, made when a handler first waits."""
+        waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = Waiters()
+        return waiters
 
     def send_file(self, fd: int, offset: int, count: int, close_fd: bool) -> Future[None]:
         """Queue ``count`` bytes of ``fd`` from ``offset`` behind the buffered output."""

@@ -30,7 +30,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from .accesslog import log_rejected, log_request
-from .channel import ChannelSide, ConnectionHost
+from .channel import ChannelSide, ConnectionHost, Waiters
 from .config import ServerConfig
 from .deadline import (
     BODY_TIMEOUT,
@@ -92,7 +92,7 @@ _LINGER_SECONDS = 0.5
 
 def _settle(fut: Future[None] | None, error: BaseException | None = None) -> Future[None] | None:
     """Complete a waiter unless it is done already. Returns None, for the caller to clear
-    its slot in the same statement: ``self._body_waiter = _settle(self._body_waiter)``."""
+    its place in the same statement: ``waiters.body = _settle(waiters.body)``."""
     if fut is not None and not fut.done():
         if error is None:
             fut.set_result(None)
@@ -110,15 +110,14 @@ class Connection(ChannelSide, Deadline, Transport):
     __slots__ = (
         "__weakref__",
         "_addrs",
-        "_body_waiter",
         "_deadline",
-        "_drain_fut",
         "_proto",
         "_request",
         "_response",
         "_server",
         "_timeout_kind",
         "_timer",
+        "_waiters",
     )
 
     def __init__(self, server: ConnectionHost, sock: socket.socket) -> None:
@@ -127,10 +126,10 @@ class Connection(ChannelSide, Deadline, Transport):
         self._proto = ServerProtocol(server.protocol_context)
         self._request: Request | None = None
         self._response: ResponseWriter | None = None
-        # A streaming body read and a drain() wait on different events: two slots, so that
-        # arriving bytes never wake a drain and written bytes never wake a read.
-        self._body_waiter: Future[None] | None = None
-        self._drain_fut: Future[None] | None = None
+        # A streaming body read and a drain() wait on different events: two places, so that
+        # arriving bytes never wake a drain and written bytes never wake a read; made when a
+        # handler first waits (an idle connection pays one slot for both).
+        self._waiters: Waiters | None = None
         self._timer: TimerHandle | None = None
         self._deadline = 0.0
         self._timeout_kind = NO_DEADLINE
@@ -240,9 +239,10 @@ class Connection(ChannelSide, Deadline, Transport):
         if not held:
             proto.peer_closed()  # the current response, if any, is the last
         if state is HANDLING:
-            if self._body_waiter is not None:
-                self._body_waiter = _settle(
-                    self._body_waiter, BrokenConnectionError("the client closed the connection")
+            waiters = self._waiters
+            if waiters is not None and waiters.body is not None:
+                waiters.body = _settle(
+                    waiters.body, BrokenConnectionError("the client closed the connection")
                 )
             request = self._request
             if request is not None and request.body_complete:
@@ -268,8 +268,13 @@ class Connection(ChannelSide, Deadline, Transport):
         try:
             if progressed:
                 self._arm(WRITE_TIMEOUT, self._server.config.write_timeout)
-            if self._drain_fut is not None and remaining <= self._server.config.write_low_water:
-                self._drain_fut = _settle(self._drain_fut)
+            waiters = self._waiters
+            if (
+                waiters is not None
+                and waiters.drain is not None
+                and remaining <= self._server.config.write_low_water
+            ):
+                waiters.drain = _settle(waiters.drain)
             if remaining:
                 return
             self._output_drained()
@@ -306,8 +311,9 @@ class Connection(ChannelSide, Deadline, Transport):
                 # The handler runs (async), output drains or the connection ends: hold the
                 # bytes (HIJACK-SPEC B2), wake a streaming body read, and stop reading past
                 # the read-ahead limit.
-                if self._body_waiter is not None:
-                    self._body_waiter = _settle(self._body_waiter)
+                waiters = self._waiters
+                if waiters is not None and waiters.body is not None:
+                    waiters.body = _settle(waiters.body)
                     self._disarm()
                 if self._reader.buffered() > self._server.config.limits.max_read_ahead:
                     self.stop_reading()
@@ -508,11 +514,12 @@ class Connection(ChannelSide, Deadline, Transport):
         response = self._response
         self._request = None
         self._response = None
-        if self._body_waiter is not None or self._drain_fut is not None:
-            for waiter in (self._body_waiter, self._drain_fut):
+        waiters = self._waiters
+        if waiters is not None:
+            for waiter in (waiters.body, waiters.drain):
                 if waiter is not None and not waiter.done():
                     waiter.cancel()
-            self._body_waiter = self._drain_fut = None
+            self._waiters = None
         if request is None or response is None:
             return
         state = self._proto.state
@@ -785,9 +792,11 @@ class Connection(ChannelSide, Deadline, Transport):
         self.stop_io()
         self._set_state(E.CLOSE)  # every live state may close
         self._cancel_timer()
-        error = BrokenConnectionError("the connection was closed")
-        self._body_waiter = _settle(self._body_waiter, error)
-        self._drain_fut = _settle(self._drain_fut, error)
+        waiters = self._waiters
+        if waiters is not None:
+            error = BrokenConnectionError("the connection was closed")
+            waiters.body = _settle(waiters.body, error)
+            waiters.drain = _settle(waiters.drain, error)
         response = self._response
         if response is not None:
             response.connection_lost()

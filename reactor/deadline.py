@@ -39,10 +39,10 @@ from .http.state import (
 
 if TYPE_CHECKING:
     from .buffers import Reader
+    from .channel import Waiters
     from .config import ServerConfig
     from .http.protocol import ServerProtocol
     from .loop.base import Loop
-    from .loop.futures import Future
     from .loop.handles import TimerHandle
 
 log = logging.getLogger("reactor.server")
@@ -81,7 +81,7 @@ class Deadline:
         _proto: ServerProtocol
         _reader: Reader
         _writing: bool
-        _body_waiter: Future[None] | None
+        _waiters: Waiters | None
 
         @property
         def config(self) -> ServerConfig:
@@ -174,11 +174,12 @@ class Deadline:
             else:
                 self._close()
         elif kind == BODY_TIMEOUT and state is HANDLING:
-            if self._body_waiter is None:
+            waiters = self._waiters
+            if waiters is None or waiters.body is None:
                 return  # no streaming read waits: the handler has the body it asked for
             # A streaming handler waited too long for body bytes: its read fails.
             log.info("body timeout from %s (streaming handler)", self.remote_addr)
-            waiter, self._body_waiter = self._body_waiter, None
+            waiter, waiters.body = waiters.body, None
             if not waiter.done():
                 waiter.set_exception(
                     BrokenConnectionError("the request body did not arrive in time")
