@@ -46,6 +46,7 @@ from peers import (
 )
 from wrkrun import SCENARIOS, run_wrk, wrk_argv, wrk_version
 
+HERE = Path(__file__).resolve().parent
 BUILD = ROOT / "build" / "bench"
 BENCH_VENV = ROOT / "build" / "bench-venv"
 #: make bench-instr's raw results, read for the report's instruction targets.
@@ -61,6 +62,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "memory": "",
         "tracemalloc": 0,
         "hijack": 0,
+        "sleeping_view": 0,
         "output": None,
         "chart": None,
     },
@@ -73,6 +75,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "memory": "1000",
         "tracemalloc": 1000,
         "hijack": 0,
+        "sleeping_view": 1,
         "output": str(BUILD / "quick.md"),
         "chart": None,
     },
@@ -85,6 +88,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "memory": "1000,10000",
         "tracemalloc": 10000,
         "hijack": 1000,
+        "sleeping_view": 3,
         "output": str(ROOT / "docs" / "benchmarks.md"),
         "chart": str(ROOT / "docs" / "benchmarks.png"),
     },
@@ -119,6 +123,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--tracemalloc", type=int, help="reactor tracemalloc idle conns (0: off)")
     p.add_argument("--hijack", type=int, help="parked hijacked conns (0: off)")
+    p.add_argument(
+        "--sleeping-view", type=int, help="rounds of issue 12's sleeping-view scenario (0: off)"
+    )
     p.add_argument("--output", help="write the Markdown report here")
     p.add_argument("--chart", help="write the PNG chart here")
     p.add_argument("--json", help="raw results (default build/bench/<quick|full|results>.json)")
@@ -297,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             r.stop()
         running.clear()
         measure_memory(args, ctx, servers, results, wrk_cpu)
+        if args.sleeping_view:
+            results["sleeping_view"] = sleeping_view(args.sleeping_view)
     except KeyboardInterrupt:
         log("bench: interrupted; stopping the servers")
         return 130
@@ -435,6 +444,25 @@ def throughput(
                     f"{name:<15} {status}  ({fmt_time(time.monotonic() - started)} elapsed, "
                     f"~{fmt_time(left)} left)"
                 )
+
+
+def sleeping_view(rounds: int) -> dict[str, Any]:
+    """Issue 12's scenario (tools/bench/sleeping_view.py): 4 concurrent requests to a WSGI
+    view that sleeps 0.5 s under ``reactor serve --threads 4``, ``rounds`` times."""
+    log(f"bench: sleeping view: 4 concurrent 0.5 s requests, --threads 4, {rounds} rounds")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # reactor from this tree
+    done = subprocess.run(
+        [sys.executable, str(HERE / "sleeping_view.py"), "--rounds", str(rounds), "--json"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = done.stdout.strip().splitlines()
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        log(f"bench: sleeping view: failed: {done.stderr.strip()[-300:]}")
+        return {"error": done.stderr.strip()[-300:] or "no output"}
+    log(f"bench: sleeping view: worst {result['worst']:.3f} s")
+    return result
 
 
 def measure_memory(

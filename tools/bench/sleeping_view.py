@@ -7,13 +7,16 @@ request, then open 4 connections, send the 4 requests at once (each from its own
 released together by a barrier) and time each one from its send to the complete response.
 Prints the four times; exit status 1 if any is over ``--target`` seconds.
 
-Run:  python tools/bench/sleeping_view.py [--threads 4] [--rounds 3]
+Run:  python tools/bench/sleeping_view.py [--threads 4] [--rounds 3] [--json]
+(``--json``: one JSON object on the last line, for tools/bench/run.py, which runs it in
+``make bench``.)
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import socket
 import subprocess
 import sys
@@ -68,7 +71,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--target", type=float, default=0.7)
+    parser.add_argument("--json", action="store_true", help="end with a JSON line")
     args = parser.parse_args()
+    rounds: list[list[float]] = []
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "sleepy.py").write_text(APP)
@@ -99,6 +104,7 @@ def main() -> int:
             worst = 0.0
             for n in range(args.rounds):
                 times = one_round(port)
+                rounds.append(sorted(times))
                 worst = max(worst, *times)
                 shown = ", ".join(f"{t:.3f}" for t in sorted(times))
                 print(f"round {n + 1}: 4 concurrent 0.5 s requests answered in {shown} s")
@@ -110,6 +116,8 @@ def main() -> int:
         f"--threads {args.threads}: worst {worst:.3f} s (target <= {args.target} s): "
         f"{'met' if ok else 'NOT met'}"
     )
+    if args.json:
+        print(json.dumps({"threads": args.threads, "rounds": rounds, "worst": worst}))
     return 0 if ok else 1
 
 
