@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .pending import PendingSocket
+
 __all__ = [
     "PROXY_V2_SIGNATURE",
     "Forwarded",
@@ -410,14 +412,14 @@ _BAD_REQUEST = (
 )
 
 
-class ProxyHeaderReader:
+class ProxyHeaderReader(PendingSocket[socket.socket]):
     """Reads the PROXY header of one accepted socket with loop events, within ``timeout``
-    seconds. Reports like reactor.tls.TLSHandshake: ``on_done(sock, addr)`` with the socket
+    seconds. Reports as every PendingSocket does: ``on_done(sock, addr)`` with the socket
     to serve (a ProxiedSocket unless the header was LOCAL/UNKNOWN), and ``on_end(self)`` once
     it is over either way. A bad header gets a 400 and the socket is closed; so is one that
     times out or ends first."""
 
-    __slots__ = ("_addr", "_buf", "_loop", "_on_done", "_on_end", "_sock", "_timer")
+    __slots__ = ("_buf",)
 
     def __init__(
         self,
@@ -429,13 +431,9 @@ class ProxyHeaderReader:
         on_done: Callable[[socket.socket, Any], object],
         on_end: Callable[[ProxyHeaderReader], object],
     ) -> None:
-        self._loop = loop
-        self._sock: socket.socket | None = sock
-        self._addr = addr
-        self._on_done: Callable[[socket.socket, Any], object] | None = on_done
-        self._on_end: Callable[[ProxyHeaderReader], object] | None = on_end
+        super().__init__(loop, sock, addr, on_done, on_end)
         self._buf = b""
-        self._timer: Any = loop.call_later(timeout, self._on_timeout)
+        self._timer = loop.call_later(timeout, self._on_timeout)
 
     def start(self) -> None:
         sock = self._sock
@@ -503,28 +501,6 @@ class ProxyHeaderReader:
             except OSError:
                 pass
         self.cancel()
-
-    def _finish(self) -> socket.socket | None:
-        sock, self._sock = self._sock, None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if sock is not None:
-            self._loop.remove_fd(sock)
-        on_end = self._on_end
-        self._on_done = self._on_end = None
-        if on_end is not None:
-            on_end(self)
-        return sock
-
-    def cancel(self) -> None:
-        """Stop and close the socket (bad header, timeout, server shutdown)."""
-        sock = self._finish()
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
 
     def _on_timeout(self) -> None:
         self._timer = None

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .loop.base import Loop
+from .pending import PendingSocket
 
 __all__ = [
     "HANDSHAKE_TIMEOUT",
@@ -91,7 +92,7 @@ def wrap_accepted(ctx: ssl.SSLContext, sock: socket.socket) -> ssl.SSLSocket:
         raise
 
 
-class TLSHandshake:
+class TLSHandshake(PendingSocket[ssl.SSLSocket]):
     """Wraps one accepted socket and drives its handshake with loop events. It reports to
     whoever started it through two callbacks and knows nothing of the server: ``on_done(sock,
     addr)`` with the SSLSocket once the handshake succeeded, and ``on_end(self)`` once it is
@@ -99,7 +100,7 @@ class TLSHandshake:
     closed here. The constructor raises OSError when the client is gone already
     (``wrap_accepted``); the socket is then closed too."""
 
-    __slots__ = ("_addr", "_loop", "_on_done", "_on_end", "_sock", "_timeout", "_timer")
+    __slots__ = ("_timeout",)
 
     def __init__(
         self,
@@ -112,13 +113,8 @@ class TLSHandshake:
         on_end: Callable[[TLSHandshake], object],
         timeout: float | None = None,
     ) -> None:
-        self._loop = loop
-        self._addr = addr
-        self._on_done: Callable[[ssl.SSLSocket, Any], object] | None = on_done
-        self._on_end: Callable[[TLSHandshake], object] | None = on_end
-        self._sock: ssl.SSLSocket | None = wrap_accepted(ctx, sock)
+        super().__init__(loop, wrap_accepted(ctx, sock), addr, on_done, on_end)
         self._timeout = HANDSHAKE_TIMEOUT if timeout is None else timeout
-        self._timer: Any = None
 
     def start(self) -> None:
         self._timer = self._loop.call_later(self._timeout, self._on_timeout)
@@ -154,30 +150,6 @@ class TLSHandshake:
             loop.add_writer(sock, self._step)
         else:
             loop.add_reader(sock, self._step)
-
-    def _finish(self) -> ssl.SSLSocket | None:
-        """Leave the loop and report the end (once); the callbacks are let go: they hold
-        the server, and this object may outlive the handshake in a caller's frame."""
-        sock, self._sock = self._sock, None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if sock is not None:
-            self._loop.remove_fd(sock)
-        on_end = self._on_end
-        self._on_done = self._on_end = None
-        if on_end is not None:
-            on_end(self)
-        return sock
-
-    def cancel(self) -> None:
-        """Stop the handshake and close the socket (failure, timeout, server shutdown)."""
-        sock = self._finish()
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
 
     def _on_timeout(self) -> None:
         self._timer = None
