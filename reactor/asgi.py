@@ -59,6 +59,18 @@ _TRAILERS_DUE = 1
 _BODY_SENT = 2
 
 
+def _decode_fields(message: Message, what: str) -> list[tuple[str, str]]:
+    """The ``headers`` of a message as latin-1 text; TypeError for a name or value that is
+    not bytes (``what``: "header" or "trailer", for the message)."""
+    fields: list[tuple[str, str]] = []
+    for item in message.get("headers", ()):
+        name, value = item
+        if not isinstance(name, bytes) or not isinstance(value, bytes):
+            raise TypeError(f"ASGI {what} names and values must be bytes, got {item!r}")
+        fields.append((name.decode("latin-1"), value.decode("latin-1")))
+    return fields
+
+
 def _settle(fut: Future[None] | None) -> None:
     if fut is not None and not fut.done():
         fut.set_result(None)
@@ -142,12 +154,7 @@ class _HTTPCycle:
             status = message.get("status")
             if type(status) is not int or not 100 <= status <= 999:
                 raise TypeError(f"ASGI status must be an int 100-999, got {status!r}")
-            headers: list[tuple[str, str]] = []
-            for item in message.get("headers", ()):
-                name, value = item
-                if not isinstance(name, bytes) or not isinstance(value, bytes):
-                    raise TypeError(f"ASGI header names and values must be bytes, got {item!r}")
-                headers.append((name.decode("latin-1"), value.decode("latin-1")))
+            headers = _decode_fields(message, "header")
             self.started = True
             self.status = status
             self.headers = headers
@@ -232,12 +239,7 @@ class _HTTPCycle:
             )
         if self.trailers != _BODY_SENT:
             raise RuntimeError("ASGI 'http.response.trailers' sent before the last body message")
-        fields: list[tuple[str, str]] = []
-        for item in message.get("headers", ()):
-            name, value = item
-            if not isinstance(name, bytes) or not isinstance(value, bytes):
-                raise TypeError(f"ASGI trailer names and values must be bytes, got {item!r}")
-            fields.append((name.decode("latin-1"), value.decode("latin-1")))
+        fields = _decode_fields(message, "trailer")
         more = message.get("more_trailers", False)
         if self.disconnected or w is None:
             if not more:
