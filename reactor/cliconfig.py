@@ -131,6 +131,12 @@ _TIMEOUT_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
         parse_seconds,
         "seconds a connection gets to send its PROXY header (with --proxy-protocol)",
     ),
+    (
+        "--tls-handshake-timeout",
+        "tls_handshake_timeout",
+        parse_seconds,
+        "seconds a connection gets to complete its TLS handshake (with --certfile)",
+    ),
 ]
 _LIMIT_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     (

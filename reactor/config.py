@@ -73,6 +73,11 @@ class ServerConfig:
     #: Seconds a new connection gets to send its PROXY header (the same as the request head's
     #: read_header_timeout: nginx reads the header under its client_header_timeout).
     proxy_protocol_timeout: float = 10.0
+    #: Seconds a new TLS connection gets to complete its handshake (with an ``ssl_context``).
+    #: Bytes that cannot be TLS fail it at once; this bounds a client that sends the start of
+    #: a record and no more, or nothing (nginx's ssl_handshake_timeout, 60 s; Go bounds it by
+    #: its read and write timeouts).
+    tls_handshake_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -83,6 +88,7 @@ class ServerConfig:
             "shutdown_grace",
             "accept_backoff",
             "proxy_protocol_timeout",
+            "tls_handshake_timeout",
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:

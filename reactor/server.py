@@ -323,6 +323,7 @@ class Server:
             addr,
             on_done=self._handshake_done,
             on_end=self._handshake_ended,
+            timeout=self.config.tls_handshake_timeout,
         )
 
     def _accepted(self, sock: socket.socket, addr: Any) -> None:

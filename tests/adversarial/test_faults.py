@@ -9,6 +9,7 @@ Thresholds and their precedents: bounds.py.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import ssl
 from pathlib import Path
@@ -164,6 +165,16 @@ def test_tls_client_hello_to_the_plain_port(site: Path) -> None:
         assert_recovered(server, before, leak_allowance(attackers))
 
 
+def not_tls(size: int) -> bytes:
+    """Random bytes no TLS implementation can take for the start of a record: a TLS record
+    header has its version's major byte, 3, second, and a first byte with its top bit set is
+    an SSLv2 header; either can declare a length longer than what was sent, and the server
+    then rightly waits for the rest (the next test)."""
+    first = secrets.randbelow(0x80)
+    second = secrets.choice([b for b in range(256) if b != 3])
+    return bytes([first, second]) + os.urandom(size - 2)
+
+
 def test_plain_http_and_garbage_to_the_tls_port(site: Path, cert: tuple[Path, Path]) -> None:
     """Plain HTTP, random bytes and a truncated record sent to the HTTPS port fail the
     handshake at once (no handshake timeout needed, where the bytes cannot be TLS), and TLS
@@ -171,9 +182,11 @@ def test_plain_http_and_garbage_to_the_tls_port(site: Path, cert: tuple[Path, Pa
     certfile, keyfile = cert
     context = ssl.create_default_context(cafile=str(certfile))
     garbage = {
-        "plain HTTP": b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
-        "random bytes": os.urandom(4096),
-        "a record header claiming 16 KiB, then nonsense": b"\x16\x03\x01\x40\x00" + b"\0" * 16384,
+        "plain HTTP": lambda: b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
+        "random bytes": lambda: not_tls(4096),
+        "a record header claiming 16 KiB, then nonsense": lambda: (
+            b"\x16\x03\x01\x40\x00" + b"\0" * 16384
+        ),
     }
     args = ("apps:plain", *TIMEOUT_FLAGS, "--certfile", str(certfile), "--keyfile", str(keyfile))
     with served(*args, cwd=site) as server:
@@ -181,12 +194,15 @@ def test_plain_http_and_garbage_to_the_tls_port(site: Path, cert: tuple[Path, Pa
         with Prober(server, tls=context) as prober:
             count = 0
             for _ in rounds(1, min_seconds=1.0, max_count=10):
-                for name, data in garbage.items():
+                for name, make in garbage.items():
                     for _ in range(ROUNDS):
+                        data = make()
                         with connect(server.port) as sock:
                             sock.sendall(data)
                             took = closed_within(sock, TIMER_SLACK)
-                            assert took is not None, f"{name}: not closed within {TIMER_SLACK}s"
+                            assert took is not None, (
+                                f"{name}: not closed within {TIMER_SLACK}s: {data[:8].hex()}"
+                            )
                         count += 1
         prober.check(ANSWER_WITHIN)
         assert_recovered(server, before, leak_allowance(count))
@@ -195,3 +211,39 @@ def test_plain_http_and_garbage_to_the_tls_port(site: Path, cert: tuple[Path, Pa
             tls.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             status, _, body = read_response(tls)
             assert (status, body) == (200, b"hello\n")
+
+
+def test_a_tls_handshake_that_stops_is_cut_off(site: Path, cert: tuple[Path, Path]) -> None:
+    """The start of a TLS record, or of an SSLv2 hello, whose declared length is never sent,
+    and a connection that sends nothing: the server waits for the rest, for
+    --tls-handshake-timeout and no longer, and serves TLS clients meanwhile."""
+    certfile, keyfile = cert
+    context = ssl.create_default_context(cafile=str(certfile))
+    timeout = 0.5
+    starts = {
+        "a TLS record header, 16 KiB declared, 100 bytes sent": b"\x16\x03\x01\x40\x00"
+        + b"\1" * 100,
+        "an SSLv2 header, 16 KiB declared": b"\xbf\xff\x01\x03\x01" + b"\1" * 100,
+        "nothing": b"",
+    }
+    args = (
+        "apps:plain",
+        *TIMEOUT_FLAGS,
+        "--certfile",
+        str(certfile),
+        "--keyfile",
+        str(keyfile),
+        "--tls-handshake-timeout",
+        str(timeout),
+    )
+    with served(*args, cwd=site) as server:
+        with Prober(server, tls=context) as prober:
+            for name, data in starts.items():
+                with connect(server.port) as sock:
+                    sock.sendall(data)
+                    took = closed_within(sock, timeout + TIMER_SLACK)
+                    assert took is not None, f"{name}: not closed after the handshake timeout"
+                    assert took >= timeout * 0.8, (
+                        f"{name}: closed after {took:.3f}s, not waited for"
+                    )
+        prober.check(ANSWER_WITHIN)
