@@ -174,14 +174,17 @@ def test_stalled_handshake_does_not_block_others_and_times_out(
         stalled.close()
 
 
-def test_handshake_timeout(cert: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handshake_timeout(cert: tuple[Path, Path]) -> None:
+    """ServerConfig.tls_handshake_timeout (--tls-handshake-timeout) closes a connection that
+    sends nothing."""
     certfile, keyfile = cert
-    monkeypatch.setattr(tls, "HANDSHAKE_TIMEOUT", 0.3)
     ctx = tls.make_context(str(certfile), str(keyfile))
+    from reactor.config import ServerConfig
     from reactor.server import Server
 
+    config = ServerConfig(tls_handshake_timeout=0.3)
     with serve_in_thread(lambda w, r: None) as running:
-        server = Server(lambda w, r: None, loop=running.loop, ssl_context=ctx)
+        server = Server(lambda w, r: None, loop=running.loop, ssl_context=ctx, config=config)
         host, port = running.call(server.listen, "127.0.0.1", 0)
         try:
             with socket.create_connection((host, port), timeout=5) as silent:
