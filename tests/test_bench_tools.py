@@ -1,11 +1,13 @@
 """tools/bench (the `make bench` harness): the wrk parser, scenarios and scripts, the report,
-the presets and the minimal apps, checked without starting a server or running any load."""
+the presets and the minimal apps, checked without running any load (one server is started:
+the floor's, on a loopback port, to check its answers)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,10 +110,11 @@ def test_wrk_argv_is_pinned_loopback_and_carries_headers() -> None:
     assert argv[0] == "wrk" and argv[argv.index("-s") + 1].endswith("pipeline.lua")
 
 
-def results_fixture() -> dict[str, Any]:
-    def rounds(*rps: float, p99: float = 2.0) -> list[dict[str, Any]]:
-        return [{"rps": r, "p50": 0.5, "p99": p99, "errors": 0} for r in rps]
+def rounds(*rps: float, p99: float = 2.0) -> list[dict[str, Any]]:
+    return [{"rps": r, "p50": 0.5, "p99": p99, "errors": 0} for r in rps]
 
+
+def results_fixture() -> dict[str, Any]:
     return {
         "meta": {
             "command": "make bench",
@@ -187,6 +190,65 @@ def test_targets_say_which_are_met() -> None:
     assert rows["instructions per hello request, selectors loop"][2] == "not measured"
 
 
+def test_targets_show_the_floor_beside_latency_and_64k() -> None:
+    results = results_fixture()
+    results["runs"]["latency"] = {
+        "reactor": rounds(10, 10, 10),
+        "uvicorn": rounds(10, 10, 10),
+        "floor": rounds(10, 10, 10),
+    }
+    for name, p50 in (("reactor", 0.09), ("uvicorn", 0.12), ("floor", 0.084)):
+        for r in results["runs"]["latency"][name]:
+            r["p50"] = p50
+    results["runs"]["64k"] = {
+        "reactor": rounds(150, 150, 150),
+        "uvicorn": rounds(100, 100, 100),
+        "floor": rounds(190, 200, 210),
+    }
+    rows = {r[0]: r for r in report.targets(results, report.summarize(results["runs"]))}
+    assert rows["p50 latency, 1 connection"][2:] == (
+        "90 µs (0.75x uvicorn's 120 µs); the floor: 84 µs (0.70x)",
+        "**no**",
+    )
+    assert rows["64 KiB response"][2:] == ("1.50x (the floor: 2.00x)", "yes")
+    text = report.markdown(results, "benchmarks.png")
+    assert "The floor (tools/bench/apps/floor_app.py)" in text
+
+
+def test_the_floor_serves_only_its_scenarios_and_answers_them() -> None:
+    floor = peers.PEERS["floor"]
+    assert [s for s in wrkrun.SCENARIOS if floor.serves(s)] == [
+        "hello",
+        "latency",
+        "pipeline",
+        "64k",
+    ]
+    assert all(p.serves("post") for p in peers.PEERS.values() if p.name != "floor")
+    port = peers.free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / "apps" / "floor_app.py"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        hello = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(hello * 2)  # pipelined: two answers
+            got = b""
+            while got.count(HELLO) < 2:
+                got += sock.recv(65536)
+            assert got == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13"
+                           b"\r\n\r\nHello, World!") * 2  # fmt: skip
+        running = peers.Running(floor, port, proc, Path("/dev/null"))
+        assert peers.check_routes(running) == []  # /64k (with Connection: close); no /post
+        assert peers.http_get(port, "/") == HELLO
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
 def test_markdown_holds_machine_tables_and_memory() -> None:
     text = report.markdown(results_fixture(), "benchmarks.png")
     assert "| server | req/s | vs uvicorn | p50 | p99 | errors |" in text
@@ -220,7 +282,15 @@ def test_every_peer_has_its_app() -> None:
             continue
         line = " ".join(peer.command(ctx, 8000))
         assert "8000" in line and "0.0.0.0" not in line, line
-    for app in ("reactor_app", "asgi_app", "aiohttp_app", "tornado_app", "wsgi_app", "stdlib_app"):
+    for app in (
+        "reactor_app",
+        "asgi_app",
+        "aiohttp_app",
+        "tornado_app",
+        "wsgi_app",
+        "stdlib_app",
+        "floor_app",
+    ):
         compile((BENCH / "apps" / f"{app}.py").read_text(), app, "exec")
 
 

@@ -56,6 +56,12 @@ class Peer:
     probe: str | None = None
     reactor: bool = False  # needs the source tree on PYTHONPATH
     env: dict[str, str] = field(default_factory=dict)
+    #: The scenarios it serves (None: every one); a reference, not a server, when set: it
+    #: has no memory measurement and only these routes are checked.
+    scenarios: tuple[str, ...] | None = None
+
+    def serves(self, scenario: str) -> bool:
+        return self.scenarios is None or scenario in self.scenarios
 
 
 def _py(ctx: Context, *args: str) -> list[str]:
@@ -162,6 +168,13 @@ PEERS: dict[str, Peer] = {
         Peer("gunicorn", "gunicorn gthread (4 threads)", _gunicorn, "import gunicorn"),
         Peer("stdlib", "http.server ThreadingHTTPServer", _script("stdlib_app.py"), "import http"),
         Peer("go", "Go net/http (GOMAXPROCS=1)", _go, None, env={"GOMAXPROCS": "1"}),
+        Peer(
+            "floor",
+            "floor: a selectors loop answering constants (no HTTP; a reference)",
+            _script("floor_app.py"),
+            "import selectors",
+            scenarios=("hello", "latency", "pipeline", "64k"),
+        ),
     )
 }
 
@@ -368,14 +381,17 @@ def start(peer: Peer, ctx: Context, *, tag: str = "") -> Running:
 
 
 def check_routes(running: Running) -> list[str]:
-    """Every scenario's route, once; returns the problems found (empty: all good)."""
+    """Every route of the scenarios it serves, once; returns the problems found (empty: all
+    good)."""
     problems = []
-    checks: list[tuple[str, bytes | None, Callable[[bytes], bool]]] = [
-        ("/64k", None, lambda b: len(b) == 65536),
-        ("/post", b"x" * 1024, lambda b: b.strip() == b"1024"),
-        ("/static/1m.bin", None, lambda b: len(b) == 1 << 20),
+    checks: list[tuple[str, str, bytes | None, Callable[[bytes], bool]]] = [
+        ("64k", "/64k", None, lambda b: len(b) == 65536),
+        ("post", "/post", b"x" * 1024, lambda b: b.strip() == b"1024"),
+        ("static", "/static/1m.bin", None, lambda b: len(b) == 1 << 20),
     ]
-    for path, body, ok in checks:
+    for scenario, path, body, ok in checks:
+        if not running.peer.serves(scenario):
+            continue
         try:
             got = http_get(running.port, path, body=body, timeout=10)
         except (OSError, ValueError) as exc:

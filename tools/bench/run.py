@@ -383,13 +383,15 @@ def throughput(
             log(f"bench: WARNING {name} {problem}")
         log(f"bench: {name} listening on 127.0.0.1:{running[name].port} (pid {running[name].pid})")
     scenarios = args.scenario_list
-    total = len(servers) * len(scenarios) * args.rounds
+    # (A reference peer, the floor, serves only some scenarios.)
+    pairs = sum(1 for name in servers for s in scenarios if PEERS[name].serves(s))
+    total = pairs * args.rounds
     warm = args.warmup if args.warmup >= 1 else 0
     per_run = args.duration + 0.4
-    eta = total * per_run + (len(servers) * len(scenarios) * (warm + 0.4) if warm else 0)
+    eta = total * per_run + (pairs * (warm + 0.4) if warm else 0)
     log(
         f"bench: {len(servers)} servers x {len(scenarios)} scenarios x {args.rounds} rounds "
-        f"of {args.duration:g} s: about {fmt_time(eta)} of load"
+        f"({total} runs) of {args.duration:g} s: about {fmt_time(eta)} of load"
     )
     dead: set[str] = set()
 
@@ -419,13 +421,16 @@ def throughput(
         log(f"bench: warm-up, {warm:g} s per server and scenario")
         for scenario in scenarios:
             for name in servers:
-                one(name, scenario, warm)
+                if PEERS[name].serves(scenario):
+                    one(name, scenario, warm)
     done = 0
     load_started = time.monotonic()
     for rnd in range(args.rounds):
         order = servers[rnd % len(servers) :] + servers[: rnd % len(servers)]
         for scenario in scenarios:
             for name in order:
+                if not PEERS[name].serves(scenario):
+                    continue
                 res = one(name, scenario, args.duration)
                 done += 1
                 elapsed = time.monotonic() - load_started
@@ -477,6 +482,8 @@ def measure_memory(
         mem["idle_rss"] = {}
     for n in args.memory_list:
         for name in servers:
+            if PEERS[name].scenarios is not None:  # a reference, not a server
+                continue
             log(f"bench: memory: {name}, {n:,} idle keep-alive connections")
             try:
                 m = memory.idle_rss(PEERS[name], ctx, n, client_cpu=client_cpu)
