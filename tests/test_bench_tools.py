@@ -211,6 +211,9 @@ def test_targets_show_the_floor_beside_latency_and_64k() -> None:
         "**no**",
     )
     assert rows["64 KiB response"][2:] == ("1.50x (the floor: 2.00x)", "yes")
+    results["runs"]["hello"]["floor"] = rounds(1000, 1000, 1000)
+    rows = {r[0]: r for r in report.targets(results, report.summarize(results["runs"]))}
+    assert rows["hello keep-alive c64, selectors loop"][2] == "2.00x"  # not beside every row
     text = report.markdown(results, "benchmarks.png")
     assert "The floor (tools/bench/apps/floor_app.py)" in text
 

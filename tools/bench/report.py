@@ -174,32 +174,38 @@ def targets(
         else:
             rows.append((measure, target, text, "yes" if ok else "**no**"))
 
-    def ratio_target(measure: str, scenario: str, server: str, base: str, need: float) -> None:
+    # The floor is shown beside the two targets that sit closest to it (the latency and the
+    # 64 KiB response: the kernel's and the wake-ups' share of a request is largest there).
+    def ratio_target(
+        measure: str, scenario: str, server: str, base: str, need: float, floor: bool = False
+    ) -> None:
         r = ratio(summary, scenario, server, base)
         text = fmt_ratio(r)
-        floor = ratio(summary, scenario, FLOOR, base)
-        if r is not None and floor is not None:
-            text += f" (the floor: {floor:.2f}x)"
+        reached = ratio(summary, scenario, FLOOR, base) if floor else None
+        if r is not None and reached is not None:
+            text += f" (the floor: {reached:.2f}x)"
         check(measure, f">= {need}x {base}", r, text, r is not None and r >= need)
 
-    def latency_target(measure: str, scenario: str, key: str, need: float) -> None:
+    def latency_target(
+        measure: str, scenario: str, key: str, need: float, floor: bool = False
+    ) -> None:
         cells = summary.get(scenario, {})
         mine = cells.get("reactor", {}).get(key)
         base = cells.get(BASELINE, {}).get(key)
         value = mine / base if mine is not None and base else None
         text = "" if value is None else f"{fmt_ms(mine)} ({value:.2f}x uvicorn's {fmt_ms(base)})"
-        floor = cells.get(FLOOR, {}).get(key)
-        if value is not None and floor is not None and base:
-            text += f"; the floor: {fmt_ms(floor)} ({floor / base:.2f}x)"
+        reached = cells.get(FLOOR, {}).get(key) if floor else None
+        if value is not None and reached is not None and base:
+            text += f"; the floor: {fmt_ms(reached)} ({reached / base:.2f}x)"
         check(measure, f"<= {need}x uvicorn's", value, text, value is not None and value <= need)
 
     ratio_target("hello keep-alive c64, selectors loop", "hello", "reactor", BASELINE, 2.0)
     latency_target("p99 latency, hello c64", "hello", "p99", 0.5)
-    latency_target("p50 latency, 1 connection", "latency", "p50", 0.7)
+    latency_target("p50 latency, 1 connection", "latency", "p50", 0.7, floor=True)
     ratio_target("pipelined depth 16", "pipeline", "reactor", BASELINE, 3.0)
     ratio_target("`Connection: close` c16", "close", "reactor", BASELINE, 1.5)
     ratio_target("POST 1 KiB body", "post", "reactor", BASELINE, 1.5)
-    ratio_target("64 KiB response", "64k", "reactor", BASELINE, 1.5)
+    ratio_target("64 KiB response", "64k", "reactor", BASELINE, 1.5, floor=True)
     r = ratio(summary, "hello", "reactor-uvloop", "reactor")
     check(
         "uvloop backend (hello c64)", ">= the selectors loop", r, fmt_ratio(r),
