@@ -72,6 +72,23 @@ def test_every_held_request_is_answered_after_eof(serve: Any, handler: Any) -> N
     check_no_early_close(responses)
 
 
+@pytest.mark.parametrize("handler", [path_echo, async_path_echo], ids=["sync", "async"])
+def test_more_held_requests_than_one_pass_serves_are_all_answered_after_eof(
+    serve: Any, handler: Any
+) -> None:
+    """Past reactor.connection._PASS_BUDGET the held requests are served over several passes:
+    the EOF ends the connection only after the last of them."""
+    from reactor.connection import _PASS_BUDGET
+
+    count = 2 * _PASS_BUDGET + 3
+    srv = serve(handler)
+    with srv.connect() as s:
+        send_and_half_close(s, b"".join(raw_request("GET", f"/{i}") for i in range(count)))
+        responses = parse_responses(recv_all(s))
+    assert [b for _, _, b in responses] == [f"/{i}".encode() for i in range(count)]
+    check_no_early_close(responses)
+
+
 def test_async_handler_reading_bodies_answers_all_after_eof(serve: Any) -> None:
     srv = serve(async_path_echo)
     with srv.connect() as s:

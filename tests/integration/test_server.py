@@ -139,6 +139,41 @@ def test_pipelined_burst_is_one_send(serve: Any, monkeypatch: Any) -> None:
     assert len(sends) == 1
 
 
+def test_a_burst_past_the_pass_budget_is_served_a_batch_per_pass(
+    serve: Any, monkeypatch: Any
+) -> None:
+    """More pipelined requests than one pass serves (reactor.connection._PASS_BUDGET): every
+    one answered, in order, one send per batch. (That other connections are served between
+    two batches: tests/adversarial/test_floods.py, many flooders.)"""
+    from reactor import buffers, connection
+
+    budget = connection._PASS_BUDGET
+    order: list[str] = []
+    sends: list[int] = []
+    real = buffers.Writer.send_some
+
+    def counting(self: buffers.Writer) -> int:
+        if self.buf:
+            sends.append(len(self.buf))
+        return real(self)
+
+    monkeypatch.setattr(buffers.Writer, "send_some", counting)
+
+    def handler(w: ResponseWriter, r: Request) -> None:
+        order.append(r.path)
+        w.write(r.path.encode())
+
+    srv = serve(handler)
+    count = 3 * budget + 5
+    with srv.connect() as s:
+        s.sendall(b"".join(raw_request(target=f"/{i}") for i in range(count)))
+        reader = ResponseReader(s)
+        bodies = [reader.read().body for _ in range(count)]
+    assert bodies == [f"/{i}".encode() for i in range(count)]
+    assert order == [f"/{i}" for i in range(count)]
+    assert len(sends) == 4  # four batches: 64, 64, 64 and 5
+
+
 def test_async_handler_pipelined_in_order(serve: Any) -> None:
     async def handler(w: ResponseWriter, r: Request) -> None:
         await srv.loop.sleep(0.01 if r.path == "/0" else 0)
