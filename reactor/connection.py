@@ -422,14 +422,18 @@ class Connection(ChannelSide, Deadline, Transport):
                 budget -= 1
                 if not budget:
                     break
-            state = proto.state
             if not budget and len(reader.buf) > reader.pos:
                 # This pass's share is served: the rest after the other ready connections',
-                # read no further ahead meanwhile than a handler running would be.
+                # read no further ahead meanwhile than a handler running would be. The output
+                # waits for the next batch's (or goes past the high-water mark, above): a send
+                # per batch is many small writes, which TCP delivers to a small receive
+                # window at a trickle (delayed ACKs).
                 self._loop.call_soon(Connection._resume, self)
                 if len(reader.buf) - reader.pos > config.limits.max_read_ahead:
                     self.stop_reading()
-            elif eof and (state is IDLE or state is READING_HEAD or state is NEW):
+                return
+            state = proto.state
+            if eof and (state is IDLE or state is READING_HEAD or state is NEW):
                 # After the client's EOF the held bytes make no further request: the
                 # responses owed are queued, so the connection ends after them.
                 state = self._set_state(END)
