@@ -117,8 +117,8 @@ def test_pipelined_responses_in_order_and_coalesced(serve: Any) -> None:
     assert seen == [f"/{i}" for i in range(20)]
 
 
-def test_pipelined_burst_is_one_send(serve: Any, monkeypatch: Any) -> None:
-    """Responses to a burst that arrives in one read go out in one send."""
+def count_sends(monkeypatch: Any) -> list[int]:
+    """The sizes of the sends a Writer makes from now on (the test's own list)."""
     from reactor import buffers
 
     sends: list[int] = []
@@ -130,6 +130,12 @@ def test_pipelined_burst_is_one_send(serve: Any, monkeypatch: Any) -> None:
         return real(self)
 
     monkeypatch.setattr(buffers.Writer, "send_some", counting)
+    return sends
+
+
+def test_pipelined_burst_is_one_send(serve: Any, monkeypatch: Any) -> None:
+    """Responses to a burst that arrives in one read go out in one send."""
+    sends = count_sends(monkeypatch)
     srv = serve(hello)
     with srv.connect() as s:
         s.sendall(raw_request() * 10)
@@ -142,24 +148,25 @@ def test_pipelined_burst_is_one_send(serve: Any, monkeypatch: Any) -> None:
 def test_a_burst_past_the_pass_budget_is_served_a_batch_per_pass(
     serve: Any, monkeypatch: Any
 ) -> None:
-    """More pipelined requests than one pass serves (reactor.connection._PASS_BUDGET): every
-    one answered, in order, and the batches' output goes out together below the high-water
-    mark (a send per batch is small writes, which TCP trickles to a small receive window:
-    tests/adversarial/test_issue11_faults.py's half-close after a flood). That other
-    connections are served between two batches: tests/adversarial/test_floods.py."""
-    from reactor import buffers, connection
+    """More pipelined requests than one pass serves (reactor.connection._PASS_BUDGET): a
+    batch per pass, every one answered in order, and the batches' output goes out together
+    below the high-water mark (a send per batch is small writes, which TCP trickles to a
+    small receive window: tests/adversarial/test_issue11_faults.py's half-close after a
+    flood). That other connections are served between two batches:
+    tests/adversarial/test_floods.py."""
+    from reactor import connection
 
     budget = connection._PASS_BUDGET
     order: list[str] = []
-    sends: list[int] = []
-    real = buffers.Writer.send_some
+    sends = count_sends(monkeypatch)
+    resumed: list[int] = []
+    real_resume = connection.Connection._resume
 
-    def counting(self: buffers.Writer) -> int:
-        if self.buf:
-            sends.append(len(self.buf))
-        return real(self)
+    def resume(conn: connection.Connection) -> None:
+        resumed.append(len(order))
+        real_resume(conn)
 
-    monkeypatch.setattr(buffers.Writer, "send_some", counting)
+    monkeypatch.setattr(connection.Connection, "_resume", resume)
 
     def handler(w: ResponseWriter, r: Request) -> None:
         order.append(r.path)
@@ -173,7 +180,8 @@ def test_a_burst_past_the_pass_budget_is_served_a_batch_per_pass(
         bodies = [reader.read().body for _ in range(count)]
     assert bodies == [f"/{i}".encode() for i in range(count)]
     assert order == [f"/{i}" for i in range(count)]
-    assert len(sends) == 1  # four batches (64, 64, 64 and 5), one send
+    assert resumed == [budget, 2 * budget, 3 * budget]  # each batch in a pass of its own
+    assert len(sends) == 1  # the four batches' answers (64, 64, 64 and 5) in one send
 
 
 def test_async_handler_pipelined_in_order(serve: Any) -> None:
