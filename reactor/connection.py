@@ -458,7 +458,7 @@ class Connection(ChannelSide, Deadline, Transport):
 
     def _resume(self) -> None:
         """The next batch of the pipelined requests held (see _PASS_BUDGET)."""
-        if self._proto.state is IDLE and len(self._reader.buf) > self._reader.pos:
+        if self._proto.state is IDLE and self._reader.buffered():
             self._data_received()
 
     async def _run_handler(self, handler: Coroutine[Any, Any, Any]) -> None:

@@ -25,7 +25,6 @@ from .loop.base import Loop
 from .pending import PendingSocket
 
 __all__ = [
-    "HANDSHAKE_TIMEOUT",
     "NonBlockingSSLSocket",
     "TLSHandshake",
     "make_context",
@@ -33,10 +32,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("reactor.tls")
-
-#: Seconds a client gets to complete the TLS handshake (nginx's ssl_handshake_timeout: 60 s;
-#: a client that connects and sends nothing is cut off like a slow request head).
-HANDSHAKE_TIMEOUT = 10.0
 
 
 class NonBlockingSSLSocket(ssl.SSLSocket):
@@ -111,10 +106,10 @@ class TLSHandshake(PendingSocket[ssl.SSLSocket]):
         *,
         on_done: Callable[[ssl.SSLSocket, Any], object],
         on_end: Callable[[TLSHandshake], object],
-        timeout: float | None = None,
+        timeout: float,
     ) -> None:
         super().__init__(loop, wrap_accepted(ctx, sock), addr, on_done, on_end)
-        self._timeout = HANDSHAKE_TIMEOUT if timeout is None else timeout
+        self._timeout = timeout  # ServerConfig.tls_handshake_timeout
 
     def start(self) -> None:
         self._timer = self._loop.call_later(self._timeout, self._on_timeout)
